@@ -1,0 +1,31 @@
+"""fastpool: parallel Numba pooling kernels with backward passes for NumPy pipelines."""
+
+from .errors import PoolingError, PoolingTypeError
+from .pooling import (
+    adaptive_avg_pool1d, adaptive_avg_pool1d_backward, adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward, adaptive_avg_pool3d, adaptive_avg_pool3d_backward,
+    adaptive_max_pool1d, adaptive_max_pool1d_backward, adaptive_max_pool2d,
+    adaptive_max_pool2d_backward, adaptive_max_pool3d, adaptive_max_pool3d_backward,
+    avg_pool1d, avg_pool1d_backward, avg_pool2d, avg_pool2d_backward, avg_pool3d,
+    avg_pool3d_backward, global_avg_pool, global_avg_pool_backward, global_lp_pool,
+    global_lp_pool_backward, global_max_pool, global_max_pool_backward, lp_pool1d,
+    lp_pool1d_backward, lp_pool2d, lp_pool2d_backward, lp_pool3d, lp_pool3d_backward,
+    max_pool1d, max_pool1d_backward, max_pool2d, max_pool2d_backward, max_pool3d,
+    max_pool3d_backward,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PoolingError", "PoolingTypeError", "__version__",
+    "adaptive_avg_pool1d", "adaptive_avg_pool1d_backward", "adaptive_avg_pool2d",
+    "adaptive_avg_pool2d_backward", "adaptive_avg_pool3d", "adaptive_avg_pool3d_backward",
+    "adaptive_max_pool1d", "adaptive_max_pool1d_backward", "adaptive_max_pool2d",
+    "adaptive_max_pool2d_backward", "adaptive_max_pool3d", "adaptive_max_pool3d_backward",
+    "avg_pool1d", "avg_pool1d_backward", "avg_pool2d", "avg_pool2d_backward", "avg_pool3d",
+    "avg_pool3d_backward", "global_avg_pool", "global_avg_pool_backward", "global_lp_pool",
+    "global_lp_pool_backward", "global_max_pool", "global_max_pool_backward", "lp_pool1d",
+    "lp_pool1d_backward", "lp_pool2d", "lp_pool2d_backward", "lp_pool3d", "lp_pool3d_backward",
+    "max_pool1d", "max_pool1d_backward", "max_pool2d", "max_pool2d_backward", "max_pool3d",
+    "max_pool3d_backward",
+]

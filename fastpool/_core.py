@@ -1,0 +1,192 @@
+"""Input checking, the canonical 5-D view, and the calls into the kernels.
+
+Everything a user passes is validated here, in Python, before any compiled code
+runs, so Numba typing errors never reach a caller.  Inputs are never written:
+kernels receive read-only views, and outputs are allocated by NumPy.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _geometry as geo
+from ._spec import CHANNELS_FIRST
+from .errors import PoolingError, PoolingTypeError
+
+FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+INTS = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int32), np.dtype(np.int64))
+
+
+def public(op: str, x_arg: int = 0):
+    """Prefix errors with the call and the input's shape (the einops habit)."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except PoolingError as e:
+                x = args[x_arg] if len(args) > x_arg else None
+                shape = getattr(x, "shape", None)
+                where = f"{op}(input of shape {tuple(shape)})" if shape is not None else op
+                raise type(e)(f"{where}: {e}") from None
+
+        return inner
+
+    return wrap
+
+
+def as_array(x, name: str = "x") -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "__array__") or isinstance(x, (list, tuple)):
+        try:
+            return np.asarray(x)
+        except Exception as e:  # ragged lists and the like
+            raise PoolingTypeError(f"{name} must be convertible to a numpy array: {e}") from None
+    raise PoolingTypeError(f"{name} must be a numpy array, got {type(x).__name__}")
+
+
+def check_dtype(x: np.ndarray, allow_int: bool, name: str = "x") -> None:
+    dt = x.dtype.newbyteorder("=") if x.dtype.byteorder not in "=|" else x.dtype
+    ok = FLOATS + (INTS if allow_int else ())
+    if dt not in ok:
+        allowed = ", ".join(str(d) for d in ok)
+        raise PoolingTypeError(f"{name} dtype must be one of {allowed}; got {x.dtype}")
+
+
+@dataclass
+class Canon:
+    """A user array seen as ``(B, D, H, W, C)``; knows how to map shapes back."""
+
+    x5: np.ndarray
+    shape: tuple       # the user's shape
+    lead: tuple        # user dims before the spatial ones
+    trail: tuple       # user dims after the spatial ones
+    spatial: tuple
+    layout: str
+    dtype: np.dtype    # the user's dtype (native byte order)
+
+    def user_shape(self, out_spatial) -> tuple:
+        return self.lead + tuple(out_spatial) + self.trail
+
+    def canon_shape(self, out_spatial) -> tuple:
+        return (self.x5.shape[0],) + three(out_spatial) + (self.x5.shape[4],)
+
+
+def three(sizes) -> tuple:
+    sizes = tuple(sizes)
+    return (1,) * (3 - len(sizes)) + sizes
+
+
+def canonical(x, nd: int, layout: str, allow_int: bool, name: str = "x") -> Canon:
+    x = as_array(x, name)
+    check_dtype(x, allow_int, name)
+    if nd is None:  # global pooling: every axis after (N, C) / before C is spatial
+        if x.ndim < 3:
+            raise PoolingError(f"{name} must be (N, C, *spatial) with at least one spatial axis, got {x.ndim}-D")
+        nd = x.ndim - 2
+    if x.ndim not in (nd + 1, nd + 2) or nd > 3:
+        raise PoolingError(
+            f"{name} must be {nd + 2}-D (batched) or {nd + 1}-D (unbatched) for {nd}-D pooling, "
+            f"got {x.ndim}-D with shape {x.shape}"
+        )
+    dt = x.dtype.newbyteorder("=") if x.dtype.byteorder not in "=|" else x.dtype
+    batched = x.ndim == nd + 2
+    if layout == CHANNELS_FIRST:
+        lead, spatial, trail = x.shape[: x.ndim - nd], x.shape[x.ndim - nd:], ()
+        b = int(np.prod(lead, dtype=np.int64))
+        c = 1
+    else:
+        lead, spatial, trail = x.shape[: x.ndim - nd - 1], x.shape[x.ndim - nd - 1: -1], x.shape[-1:]
+        b = int(np.prod(lead, dtype=np.int64)) if batched else 1
+        c = x.shape[-1]
+    # native byte order and C-contiguity; copies only when the input needs it
+    arr = np.ascontiguousarray(x, dtype=dt)
+    x5 = arr.reshape((b,) + three(spatial) + (c,)).view()
+    x5.flags.writeable = False  # one compiled signature, and a guarantee the kernels never write
+    return Canon(x5, tuple(x.shape), tuple(lead), tuple(trail), tuple(spatial), layout, dt)
+
+
+def compute_dtype(dt: np.dtype) -> np.dtype:
+    """float16 is computed in float32 (NumPy/Numba have no CPU float16 arithmetic)."""
+    return np.dtype(np.float32) if dt == np.float16 else dt
+
+
+def kernel_input(cn: Canon) -> np.ndarray:
+    if cn.x5.dtype == np.float16:
+        v = cn.x5.astype(np.float32)
+        v.flags.writeable = False
+        return v
+    return cn.x5
+
+
+def tables(axes):
+    """Flatten three axis tables into the kernels' argument order."""
+    args = []
+    for t in geo.padded3(axes):
+        args += [t.lo, t.taps, np.int64(t.step)]
+    return args
+
+
+def covers(axes):
+    args = []
+    for t in geo.padded3(axes):
+        ptr, outs = t.cover
+        args += [ptr, outs]
+    return args
+
+
+def divisor(axes, mode: str, override=None) -> np.ndarray:
+    """Per-output divisor ``(OD, OH, OW)``: 'pad' counts padding taps, 'valid' does not."""
+    t0, t1, t2 = geo.padded3(axes)
+    if override is not None:
+        return np.full((t0.out, t1.out, t2.out), float(override))
+    pick = (lambda t: t.count) if mode == "pad" else (lambda t: t.taps)
+    return np.einsum("i,j,k->ijk", *(pick(t).astype(np.float64) for t in (t0, t1, t2)))
+
+
+def check_grad(grad_output, expected_shape: tuple, op: str) -> np.ndarray:
+    g = as_array(grad_output, "grad_output")
+    if g.dtype not in FLOATS and g.dtype.newbyteorder("=") not in FLOATS:
+        raise PoolingTypeError(f"grad_output must be a floating array, got dtype {g.dtype}")
+    if tuple(g.shape) != tuple(expected_shape):
+        raise PoolingError(
+            f"grad_output must have the forward output's shape {tuple(expected_shape)}, got {tuple(g.shape)}"
+        )
+    return g
+
+
+def canon_grad(g: np.ndarray, cn: Canon, out_spatial, dtype) -> np.ndarray:
+    g = np.ascontiguousarray(g, dtype=dtype)
+    v = g.reshape(cn.canon_shape(out_spatial)).view()
+    v.flags.writeable = False
+    return v
+
+
+def check_indices(indices, expected_shape: tuple, n_cells: int) -> np.ndarray:
+    idx = as_array(indices, "indices")
+    if idx.dtype.kind not in "iu":
+        raise PoolingTypeError(f"indices must be an integer array, got dtype {idx.dtype}")
+    if tuple(idx.shape) != tuple(expected_shape):
+        raise PoolingError(
+            f"indices must have the forward output's shape {tuple(expected_shape)}, got {tuple(idx.shape)}"
+        )
+    if idx.size:
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= n_cells:
+            bad = lo if lo < 0 else hi
+            raise PoolingError(
+                f"indices must lie in [0, {n_cells}) (flat positions in one input plane), got {bad}"
+            )
+    return idx
+
+
+def float_backward_input(cn: Canon) -> None:
+    if cn.dtype.kind not in "f":
+        raise PoolingTypeError(
+            f"backward needs a floating x (gradients of integer inputs are undefined), got {cn.dtype}"
+        )

@@ -1,0 +1,177 @@
+"""Window geometry: output sizes and per-axis window tables.
+
+A pooling window is a product of per-axis windows, so every geometry (fixed,
+padded, dilated, ceil-mode, adaptive, global) becomes, per spatial axis, a table
+of rows ``(lo, taps, count)``: the first input cell the window reads, how many
+cells it reads (``dilation`` apart), and the tap count that an average divides
+by when padding counts.  Padding is clipped away here and never materialised.
+
+For backward passes the same table is inverted (``cover``): for every input
+cell, the outputs whose windows read it, in ascending order.  Gathering over
+that list gives deterministic sums in PyTorch's accumulation order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .errors import PoolingError
+from ._spec import AdaptiveSpec, WindowSpec
+
+
+@dataclass(frozen=True)
+class AxisTable:
+    n: int              # input length
+    out: int            # output length
+    lo: np.ndarray      # int64[out], first input cell read
+    taps: np.ndarray    # int64[out], cells read (>= 1)
+    step: int           # distance between taps (dilation)
+    count: np.ndarray   # int64[out], taps inside input + explicit padding
+    pads: tuple         # resolved (begin, end) padding
+
+    @property
+    def cover(self):
+        return _cover(self)
+
+
+_SINGLETON = None
+
+
+def singleton() -> AxisTable:
+    global _SINGLETON
+    if _SINGLETON is None:
+        one = np.ones(1, np.int64)
+        _SINGLETON = AxisTable(1, 1, np.zeros(1, np.int64), one, 1, one, (0, 0))
+    return _SINGLETON
+
+
+def same_padding(n: int, k: int, s: int, d: int) -> tuple:
+    """SAME_UPPER padding: ``ceil(n / s)`` outputs, the odd cell at the end."""
+    span = d * (k - 1) + 1
+    out = -(-n // s)
+    total = max((out - 1) * s + span - n, 0)
+    return (total // 2, total - total // 2)
+
+
+def output_length(n: int, k: int, s: int, d: int, pb: int, pe: int, ceil_mode: bool) -> int:
+    """PyTorch's and ONNX's (opset >= 19) rule; raises if the window does not fit."""
+    span = d * (k - 1) + 1
+    room = n + pb + pe - span
+    if room < 0:
+        return -1
+    if ceil_mode:
+        out = -(-room // s) + 1
+        # the last window must start inside the input or the left padding
+        if (out - 1) * s >= n + pb:
+            out -= 1
+    else:
+        out = room // s + 1
+    return out
+
+
+def window_axis(axis: int, n: int, k: int, s: int, d: int, pb: int, pe: int,
+                ceil_mode: bool) -> AxisTable:
+    out = output_length(n, k, s, d, pb, pe, ceil_mode)
+    if out < 1:
+        span = d * (k - 1) + 1
+        raise PoolingError(
+            f"kernel_size must fit in the padded input: on spatial axis {axis} the window "
+            f"spans {span} cells (kernel_size={k}, dilation={d}) but the padded input has "
+            f"{n + pb + pe} (size {n}, padding ({pb}, {pe}))"
+        )
+    start = np.arange(out, dtype=np.int64) * s - pb
+    # valid taps t satisfy 0 <= start + t*d <= n-1, 0 <= t < k
+    t0 = np.maximum(0, -(start // d))          # ceil(-start / d) for start < 0
+    t0 = np.where(start >= 0, 0, t0)
+    t1 = np.minimum(k, np.floor_divide(n - 1 - start, d) + 1)
+    taps = t1 - t0
+    if (taps <= 0).any():
+        o = int(np.flatnonzero(taps <= 0)[0])
+        raise PoolingError(
+            f"every window must hold an input cell: on spatial axis {axis} output {o} reads "
+            f"only padding (size {n}, kernel_size={k}, stride={s}, dilation={d}, "
+            f"padding ({pb}, {pe}))"
+        )
+    lo = start + t0 * d
+    # taps inside [-pb, n + pe): the ceil-mode overhang past the end padding never counts
+    count = np.minimum(k, np.floor_divide(n + pe - 1 - start, d) + 1)
+    return AxisTable(n, out, lo, taps, d, count, (pb, pe))
+
+
+def adaptive_axis(n: int, out: int) -> AxisTable:
+    i = np.arange(out, dtype=np.int64)
+    lo = (i * n) // out
+    hi = -((-(i + 1) * n) // out)
+    taps = hi - lo
+    return AxisTable(n, out, lo, taps, 1, taps, (0, 0))
+
+
+@lru_cache(maxsize=256)
+def _window_plan(spec: WindowSpec, spatial: tuple):
+    axes = []
+    for a, n in enumerate(spatial):
+        k, s, d = spec.window[a], spec.stride[a], spec.dilation[a]
+        if spec.padding == "same":
+            pb, pe = same_padding(n, k, s, d)
+        else:
+            pb, pe = spec.padding[a]
+        axes.append(window_axis(a, n, k, s, d, pb, pe, spec.ceil_mode))
+    return tuple(axes)
+
+
+@lru_cache(maxsize=256)
+def _adaptive_plan(spec: AdaptiveSpec, spatial: tuple):
+    axes = []
+    for a, n in enumerate(spatial):
+        out = spec.output_size[a]
+        if n < 1:
+            raise PoolingError(f"adaptive pooling needs a non-empty spatial axis {a}, got size {n}")
+        axes.append(adaptive_axis(n, n if out is None else out))
+    return tuple(axes)
+
+
+def plan(spec, spatial) -> tuple:
+    """Per-axis tables for ``spatial`` (the input's spatial sizes)."""
+    spatial = tuple(int(n) for n in spatial)
+    if isinstance(spec, WindowSpec):
+        return _window_plan(spec, spatial)
+    if isinstance(spec, AdaptiveSpec):
+        return _adaptive_plan(spec, spatial)
+    if spec == "global":
+        return tuple(adaptive_axis(n, 1) if n >= 1 else _empty_global(a) for a, n in enumerate(spatial))
+    raise TypeError(f"unknown geometry spec {spec!r}")
+
+
+def _empty_global(axis):
+    raise PoolingError(f"global pooling needs a non-empty spatial axis {axis}, got size 0")
+
+
+def padded3(axes: tuple) -> tuple:
+    """Pad to three axes with singletons at the front (1-D and 2-D are 3-D)."""
+    return (singleton(),) * (3 - len(axes)) + tuple(axes)
+
+
+_COVER_CACHE: dict = {}
+
+
+def _cover(t: AxisTable):
+    """CSR inverse of a table: ``outs[ptr[i]:ptr[i+1]]`` read input cell ``i``."""
+    key = (t.n, t.step, t.lo.tobytes(), t.taps.tobytes())
+    hit = _COVER_CACHE.get(key)
+    if hit is not None:
+        return hit
+    o = np.repeat(np.arange(t.out, dtype=np.int64), t.taps)
+    first = np.cumsum(t.taps) - t.taps
+    tap = np.arange(o.size, dtype=np.int64) - np.repeat(first, t.taps)
+    pos = t.lo[o] + tap * t.step
+    order = np.lexsort((o, pos))
+    ptr = np.zeros(t.n + 1, np.int64)
+    np.cumsum(np.bincount(pos, minlength=t.n), out=ptr[1:])
+    res = (ptr, np.ascontiguousarray(o[order]))
+    if len(_COVER_CACHE) > 512:
+        _COVER_CACHE.clear()
+    _COVER_CACHE[key] = res
+    return res

@@ -1,0 +1,414 @@
+"""Public pooling functions and their backward passes.
+
+Arguments follow ``torch.nn.functional`` (names, defaults, batched and unbatched
+input), plus what PyTorch lacks: asymmetric ``(begin, end)`` padding,
+``"same"``/``"valid"``, dilation for average and Lp pooling, and
+``layout="channels_last"``.  Each ``f`` has an ``f_backward(grad_output, x,
+<f's arguments>, *, indices=None)`` returning dL/dx with x's shape and dtype.
+
+Dtypes: float16/32/64 everywhere (float16 computed in float32 and rounded
+once); int8/uint8/int32/int64 for max pooling, which keeps the dtype.  Average
+and Lp pooling of integer input return float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _cpu
+from . import _geometry as geo
+from ._core import (Canon, canon_grad, canonical, check_grad, check_indices, compute_dtype,
+                    covers, divisor, float_backward_input, kernel_input, public, tables)
+from ._spec import (AdaptiveSpec, adaptive_spec, is_int, norm_type_value, normalize_layout,
+                    window_spec)
+from .errors import PoolingError, PoolingTypeError
+
+LP_ONNX, LP_TORCH, LP_MEAN = 0, 1, 2
+
+# ----------------------------------------------------------------------------- reducers
+
+
+def _out_dtype(cn: Canon, reducer: str) -> np.dtype:
+    if cn.dtype.kind != "f":
+        return cn.dtype if reducer == "max" else np.dtype(np.float64)
+    return cn.dtype
+
+
+def _finish(cn: Canon, out5: np.ndarray, axes, dtype) -> np.ndarray:
+    out = out5.reshape(cn.user_shape(t.out for t in axes))
+    return out if out.dtype == dtype else out.astype(dtype)
+
+
+def _max(cn: Canon, axes, want_idx: bool):
+    xin = kernel_input(cn)
+    osp = [t.out for t in axes]
+    out5 = np.empty(cn.canon_shape(osp), xin.dtype)
+    idx5 = np.empty(cn.canon_shape(osp) if want_idx else (1, 1, 1, 1, 1), np.int64)
+    if out5.size:
+        _cpu.max_forward(xin, out5, idx5, want_idx, *tables(axes))
+    out = _finish(cn, out5, axes, _out_dtype(cn, "max"))
+    if want_idx:
+        return out, idx5.reshape(out.shape)
+    return out
+
+
+def _avg(cn: Canon, axes, div: np.ndarray):
+    xin = kernel_input(cn)
+    osp = [t.out for t in axes]
+    dt = compute_dtype(_out_dtype(cn, "avg"))
+    out5 = np.empty(cn.canon_shape(osp), dt)
+    if out5.size:
+        _cpu.avg_forward(xin, out5, div, *tables(axes))
+    return _finish(cn, out5, axes, _out_dtype(cn, "avg"))
+
+
+def _lp(cn: Canon, axes, p: float, mode: int, div: np.ndarray, area: float, keep5=False):
+    xin = kernel_input(cn)
+    osp = [t.out for t in axes]
+    dt = compute_dtype(_out_dtype(cn, "lp"))
+    out5 = np.empty(cn.canon_shape(osp), dt)
+    if out5.size:
+        _cpu.lp_forward(xin, out5, float(p), mode, div, float(area), *tables(axes))
+    if keep5:
+        return out5
+    return _finish(cn, out5, axes, _out_dtype(cn, "lp"))
+
+
+def _grad_buffers(cn: Canon, grad_output, axes, op):
+    float_backward_input(cn)
+    osp = [t.out for t in axes]
+    g = check_grad(grad_output, cn.user_shape(osp), op)
+    dt = compute_dtype(cn.dtype)
+    return canon_grad(g, cn, osp, dt), np.empty(cn.x5.shape, dt)
+
+
+def _to_user(cn: Canon, gx5: np.ndarray) -> np.ndarray:
+    gx = gx5.reshape(cn.shape)
+    return gx if gx.dtype == cn.dtype else gx.astype(cn.dtype)
+
+
+def _max_backward(cn: Canon, axes, grad_output, indices, op):
+    g5, gx5 = _grad_buffers(cn, grad_output, axes, op)
+    osp = [t.out for t in axes]
+    if indices is None:
+        _, idx = _max(cn, axes, True)
+    else:
+        n_cells = int(np.prod(cn.spatial, dtype=np.int64))
+        idx = check_indices(indices, cn.user_shape(osp), n_cells)
+    idx5 = np.ascontiguousarray(idx, dtype=np.int64).reshape(cn.canon_shape(osp))
+    if gx5.size:
+        _cpu.max_backward(g5, idx5, gx5, *covers(axes))
+    return _to_user(cn, gx5)
+
+
+def _avg_backward(cn: Canon, axes, grad_output, div, op):
+    g5, gx5 = _grad_buffers(cn, grad_output, axes, op)
+    if gx5.size:
+        _cpu.avg_backward(g5, gx5, div, *covers(axes))
+    return _to_user(cn, gx5)
+
+
+def _lp_backward(cn: Canon, axes, grad_output, p, mode, div, area, op):
+    g5, gx5 = _grad_buffers(cn, grad_output, axes, op)
+    if gx5.size:
+        out5 = _lp(cn, axes, p, mode, div, area, keep5=True)
+        _cpu.lp_backward(g5, kernel_input(cn), out5, gx5, float(p), mode, div, float(area),
+                         *covers(axes))
+    return _to_user(cn, gx5)
+
+
+# ----------------------------------------------------------------------------- argument checks
+
+
+def _bool(name, v):
+    if isinstance(v, (bool, np.bool_)) or (is_int(v) and v in (0, 1)):
+        return bool(v)
+    raise PoolingTypeError(f"{name} must be a bool, got {v!r}")
+
+
+def _divisor_override(v):
+    if v is None:
+        return None
+    if not is_int(v):
+        raise PoolingTypeError(f"divisor_override must be an int or None, got {v!r}")
+    if v < 1:
+        raise PoolingError(f"divisor_override must be >= 1, got {v!r}")
+    return int(v)
+
+
+def _lp_mode(torch_compat, power_mean):
+    torch_compat = _bool("torch_compat", torch_compat)
+    power_mean = _bool("power_mean", power_mean)
+    if torch_compat and power_mean:
+        raise PoolingError("torch_compat and power_mean are different Lp definitions; pick one")
+    return LP_TORCH if torch_compat else (LP_MEAN if power_mean else LP_ONNX)
+
+
+def _named(fn, name, doc):
+    fn.__name__ = name
+    fn.__qualname__ = name
+    fn.__doc__ = doc
+    return public(name, 1 if name.endswith("_backward") else 0)(fn)
+
+
+# ----------------------------------------------------------------------------- max
+
+
+def _make_max(nd):
+    def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                 return_indices=False, *, layout="channels_first"):
+        spec = window_spec(nd, kernel_size, stride, padding, dilation, ceil_mode, layout)
+        want = _bool("return_indices", return_indices)
+        cn = canonical(x, nd, spec.layout, allow_int=True)
+        return _max(cn, geo.plan(spec, cn.spatial), want)
+
+    def max_pool_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
+                          ceil_mode=False, return_indices=False, *, layout="channels_first",
+                          indices=None):
+        spec = window_spec(nd, kernel_size, stride, padding, dilation, ceil_mode, layout)
+        cn = canonical(x, nd, spec.layout, allow_int=True)
+        return _max_backward(cn, geo.plan(spec, cn.spatial), grad_output, indices, "max_pool")
+
+    name = f"max_pool{nd}d"
+    return (
+        _named(max_pool, name,
+               f"{nd}-D max pooling; NaN propagates, ties go to the first maximum.\n\n"
+               f"With ``return_indices=True`` also returns int64 flat indices into each\n"
+               f"unpadded input plane (PyTorch's convention)."),
+        _named(max_pool_backward, name + "_backward",
+               f"Gradient of :func:`{name}` w.r.t. x; pass ``indices`` to skip re-finding the argmax."),
+    )
+
+
+# ----------------------------------------------------------------------------- average
+
+
+def _avg_div(axes, count_include_pad, divisor_override):
+    return divisor(axes, "pad" if count_include_pad else "valid", divisor_override)
+
+
+def _make_avg(nd):
+    def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True, divisor_override=None, *, dilation=1,
+                 layout="channels_first"):
+        spec = window_spec(nd, kernel_size, stride, padding, dilation, ceil_mode, layout)
+        cip = _bool("count_include_pad", count_include_pad)
+        dov = _divisor_override(divisor_override)
+        cn = canonical(x, nd, spec.layout, allow_int=True)
+        axes = geo.plan(spec, cn.spatial)
+        return _avg(cn, axes, _avg_div(axes, cip, dov))
+
+    def avg_pool_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                          count_include_pad=True, divisor_override=None, *, dilation=1,
+                          layout="channels_first", indices=None):
+        spec = window_spec(nd, kernel_size, stride, padding, dilation, ceil_mode, layout)
+        cip = _bool("count_include_pad", count_include_pad)
+        dov = _divisor_override(divisor_override)
+        cn = canonical(x, nd, spec.layout, allow_int=True)
+        axes = geo.plan(spec, cn.spatial)
+        return _avg_backward(cn, axes, grad_output, _avg_div(axes, cip, dov), "avg_pool")
+
+    name = f"avg_pool{nd}d"
+    return (
+        _named(avg_pool, name,
+               f"{nd}-D average pooling. The divisor is ``divisor_override`` if given, else the\n"
+               f"taps inside input and explicit padding (``count_include_pad=True``), else\n"
+               f"the taps inside the input. Integer input gives float64."),
+        _named(avg_pool_backward, name + "_backward", f"Gradient of :func:`{name}` w.r.t. x."),
+    )
+
+
+# ----------------------------------------------------------------------------- Lp
+
+
+def _lp_scale(axes, spec, mode):
+    """Divisor table and kernel area for the Lp mode (unused entries are harmless)."""
+    if mode == LP_TORCH:
+        return divisor(axes, "pad"), float(np.prod(spec.window))
+    return divisor(axes, "valid"), 1.0
+
+
+def _make_lp(nd):
+    def lp_pool(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, padding=0,
+                dilation=1, torch_compat=False, power_mean=False, layout="channels_first"):
+        p = norm_type_value(norm_type)
+        mode = _lp_mode(torch_compat, power_mean)
+        spec = window_spec(nd, kernel_size, stride, padding, dilation, ceil_mode, layout)
+        cn = canonical(x, nd, spec.layout, allow_int=True)
+        axes = geo.plan(spec, cn.spatial)
+        div, area = _lp_scale(axes, spec, mode)
+        return _lp(cn, axes, p, mode, div, area)
+
+    def lp_pool_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
+                         padding=0, dilation=1, torch_compat=False, power_mean=False,
+                         layout="channels_first", indices=None):
+        p = norm_type_value(norm_type)
+        mode = _lp_mode(torch_compat, power_mean)
+        spec = window_spec(nd, kernel_size, stride, padding, dilation, ceil_mode, layout)
+        cn = canonical(x, nd, spec.layout, allow_int=True)
+        axes = geo.plan(spec, cn.spatial)
+        div, area = _lp_scale(axes, spec, mode)
+        return _lp_backward(cn, axes, grad_output, p, mode, div, area, "lp_pool")
+
+    name = f"lp_pool{nd}d"
+    return (
+        _named(lp_pool, name,
+               f"{nd}-D power-average pooling.\n\n"
+               f"Default: ONNX ``LpPool``, ``(sum |x|^p)^(1/p)`` over the taps inside the input.\n"
+               f"``torch_compat=True``: exactly ``torch.nn.functional.lp_pool{nd}d`` (signed x^p;\n"
+               f"partial ceil-mode windows scaled by the full kernel area).\n"
+               f"``power_mean=True``: ``(mean |x|^p)^(1/p)``, from average (p=1) to max (p->inf)."),
+        _named(lp_pool_backward, name + "_backward",
+               f"Gradient of :func:`{name}` w.r.t. x (0 where a window's sum is 0)."),
+    )
+
+
+# ----------------------------------------------------------------------------- adaptive
+
+
+def _make_adaptive(nd):
+    def adaptive_avg_pool(x, output_size, *, layout="channels_first"):
+        spec = adaptive_spec(nd, output_size, layout)
+        cn = canonical(x, nd, spec.layout, allow_int=True)
+        axes = geo.plan(spec, cn.spatial)
+        return _avg(cn, axes, divisor(axes, "valid"))
+
+    def adaptive_avg_pool_backward(grad_output, x, output_size, *, layout="channels_first",
+                                   indices=None):
+        spec = adaptive_spec(nd, output_size, layout)
+        cn = canonical(x, nd, spec.layout, allow_int=True)
+        axes = geo.plan(spec, cn.spatial)
+        return _avg_backward(cn, axes, grad_output, divisor(axes, "valid"), "adaptive_avg_pool")
+
+    def adaptive_max_pool(x, output_size, return_indices=False, *, layout="channels_first"):
+        spec = adaptive_spec(nd, output_size, layout)
+        want = _bool("return_indices", return_indices)
+        cn = canonical(x, nd, spec.layout, allow_int=True)
+        return _max(cn, geo.plan(spec, cn.spatial), want)
+
+    def adaptive_max_pool_backward(grad_output, x, output_size, return_indices=False, *,
+                                   layout="channels_first", indices=None):
+        spec = adaptive_spec(nd, output_size, layout)
+        cn = canonical(x, nd, spec.layout, allow_int=True)
+        return _max_backward(cn, geo.plan(spec, cn.spatial), grad_output, indices, "adaptive_max_pool")
+
+    bins = ("Bins follow PyTorch: ``start = floor(i*n/out)``, ``end = ceil((i+1)*n/out)``;\n"
+            "``None`` in ``output_size`` keeps that axis's size.")
+    a, m = f"adaptive_avg_pool{nd}d", f"adaptive_max_pool{nd}d"
+    return (
+        _named(adaptive_avg_pool, a, f"{nd}-D adaptive average pooling. " + bins),
+        _named(adaptive_avg_pool_backward, a + "_backward", f"Gradient of :func:`{a}` w.r.t. x."),
+        _named(adaptive_max_pool, m, f"{nd}-D adaptive max pooling. " + bins),
+        _named(adaptive_max_pool_backward, m + "_backward", f"Gradient of :func:`{m}` w.r.t. x."),
+    )
+
+
+max_pool1d, max_pool1d_backward = _make_max(1)
+max_pool2d, max_pool2d_backward = _make_max(2)
+max_pool3d, max_pool3d_backward = _make_max(3)
+avg_pool1d, avg_pool1d_backward = _make_avg(1)
+avg_pool2d, avg_pool2d_backward = _make_avg(2)
+avg_pool3d, avg_pool3d_backward = _make_avg(3)
+lp_pool1d, lp_pool1d_backward = _make_lp(1)
+lp_pool2d, lp_pool2d_backward = _make_lp(2)
+lp_pool3d, lp_pool3d_backward = _make_lp(3)
+(adaptive_avg_pool1d, adaptive_avg_pool1d_backward,
+ adaptive_max_pool1d, adaptive_max_pool1d_backward) = _make_adaptive(1)
+(adaptive_avg_pool2d, adaptive_avg_pool2d_backward,
+ adaptive_max_pool2d, adaptive_max_pool2d_backward) = _make_adaptive(2)
+(adaptive_avg_pool3d, adaptive_avg_pool3d_backward,
+ adaptive_max_pool3d, adaptive_max_pool3d_backward) = _make_adaptive(3)
+
+
+# ----------------------------------------------------------------------------- global
+
+
+def _global(x, layout, allow_int=True):
+    layout = normalize_layout(layout)
+    cn = canonical(x, None, layout, allow_int=allow_int)
+    if len(cn.spatial) > 3:
+        raise PoolingError(f"x must have 1 to 3 spatial axes, got {len(cn.spatial)}")
+    return cn, geo.plan("global", cn.spatial)
+
+
+def _squeeze(cn: Canon, out, keepdims):
+    if _bool("keepdims", keepdims):
+        return out
+    return out.reshape(cn.lead + cn.trail)
+
+
+def _unsqueezed(cn: Canon, grad_output, keepdims):
+    g = np.asarray(grad_output) if not isinstance(grad_output, np.ndarray) else grad_output
+    if not _bool("keepdims", keepdims):
+        want = cn.lead + cn.trail
+        if tuple(g.shape) != want:
+            raise PoolingError(f"grad_output must have the forward output's shape {want}, got {tuple(g.shape)}")
+        return g.reshape(cn.user_shape((1,) * len(cn.spatial)))
+    return g
+
+
+@public("global_avg_pool")
+def global_avg_pool(x, *, keepdims=True, layout="channels_first"):
+    """Mean over every spatial axis: ``(N, C, *spatial) -> (N, C, 1, ...)`` (or ``(N, C)``)."""
+    cn, axes = _global(x, layout)
+    return _squeeze(cn, _avg(cn, axes, divisor(axes, "valid")), keepdims)
+
+
+@public("global_avg_pool_backward", 1)
+def global_avg_pool_backward(grad_output, x, *, keepdims=True, layout="channels_first", indices=None):
+    """Gradient of :func:`global_avg_pool` w.r.t. x."""
+    cn, axes = _global(x, layout)
+    g = _unsqueezed(cn, grad_output, keepdims)
+    return _avg_backward(cn, axes, g, divisor(axes, "valid"), "global_avg_pool")
+
+
+@public("global_max_pool")
+def global_max_pool(x, *, keepdims=True, return_indices=False, layout="channels_first"):
+    """Max over every spatial axis (NaN propagates, first maximum wins)."""
+    cn, axes = _global(x, layout)
+    res = _max(cn, axes, _bool("return_indices", return_indices))
+    if isinstance(res, tuple):
+        return _squeeze(cn, res[0], keepdims), _squeeze(cn, res[1], keepdims)
+    return _squeeze(cn, res, keepdims)
+
+
+@public("global_max_pool_backward", 1)
+def global_max_pool_backward(grad_output, x, *, keepdims=True, return_indices=False,
+                             layout="channels_first", indices=None):
+    """Gradient of :func:`global_max_pool` w.r.t. x."""
+    cn, axes = _global(x, layout)
+    g = _unsqueezed(cn, grad_output, keepdims)
+    if indices is not None:
+        indices = _unsqueezed(cn, indices, keepdims)
+    return _max_backward(cn, axes, g, indices, "global_max_pool")
+
+
+@public("global_lp_pool")
+def global_lp_pool(x, norm_type=2.0, *, keepdims=True, layout="channels_first"):
+    """ONNX ``GlobalLpPool``: ``(sum |x|^p)^(1/p)`` over every spatial axis."""
+    p = norm_type_value(norm_type)
+    cn, axes = _global(x, layout)
+    return _squeeze(cn, _lp(cn, axes, p, LP_ONNX, divisor(axes, "valid"), 1.0), keepdims)
+
+
+@public("global_lp_pool_backward", 1)
+def global_lp_pool_backward(grad_output, x, norm_type=2.0, *, keepdims=True,
+                            layout="channels_first", indices=None):
+    """Gradient of :func:`global_lp_pool` w.r.t. x."""
+    p = norm_type_value(norm_type)
+    cn, axes = _global(x, layout)
+    g = _unsqueezed(cn, grad_output, keepdims)
+    return _lp_backward(cn, axes, g, p, LP_ONNX, divisor(axes, "valid"), 1.0, "global_lp_pool")
+
+
+def output_shape(spec, x_shape, nd=None):
+    """The output shape a spec gives for an input shape (no data needed)."""
+    if isinstance(spec, AdaptiveSpec) or hasattr(spec, "window"):
+        nd = spec.nd
+    layout = spec.layout if hasattr(spec, "layout") else "channels_first"
+    x_shape = tuple(x_shape)
+    sp = x_shape[len(x_shape) - nd:] if layout == "channels_first" else x_shape[len(x_shape) - nd - 1:-1]
+    axes = geo.plan(spec, sp)
+    if layout == "channels_first":
+        return x_shape[: len(x_shape) - nd] + tuple(t.out for t in axes)
+    return x_shape[: len(x_shape) - nd - 1] + tuple(t.out for t in axes) + x_shape[-1:]
