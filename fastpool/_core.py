@@ -29,8 +29,13 @@ def public(op: str, x_arg: int = 0):
             try:
                 return fn(*args, **kwargs)
             except PoolingError as e:
-                x = args[x_arg] if len(args) > x_arg else None
+                x = args[x_arg] if len(args) > x_arg else kwargs.get("x")
                 shape = getattr(x, "shape", None)
+                if shape is None and isinstance(x, (list, tuple)):
+                    try:
+                        shape = np.shape(x)
+                    except ValueError:  # ragged: no shape to report
+                        shape = None
                 where = f"{op}(input of shape {tuple(shape)})" if shape is not None else op
                 raise type(e)(f"{where}: {e}") from None
 
