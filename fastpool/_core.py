@@ -137,6 +137,17 @@ def tables(axes):
     return args
 
 
+def interior_args(axes):
+    """The W axis's interior run, for the separable kernels."""
+    return [np.int64(v) for v in geo.interior(geo.padded3(axes)[2])]
+
+
+def flat4(a5: np.ndarray) -> np.ndarray:
+    """``(B, D, H, W, C) -> (B, D, H, W*C)``: rows as contiguous W*C runs."""
+    b, d, h, w, c = a5.shape
+    return a5.reshape(b, d, h, w * c)
+
+
 def covers(axes):
     args = []
     for t in geo.padded3(axes):

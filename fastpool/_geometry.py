@@ -175,3 +175,26 @@ def _cover(t: AxisTable):
         _COVER_CACHE.clear()
     _COVER_CACHE[key] = res
     return res
+
+
+def interior(t: AxisTable) -> tuple:
+    """The run of full, evenly spaced windows: ``(first, stop, base, stride, taps)``.
+
+    Outputs ``o`` in ``[first, stop)`` read ``base + o*stride + k*step`` for
+    ``k < taps``; kernels run them as uniform strided loops and walk the table
+    only for the others.  An empty run is ``(0, 0, 0, 1, taps)``.
+    """
+    K = int(t.taps.max())
+    full = t.taps == K
+    first = int(np.argmax(full))
+    stop = first
+    while stop < t.out and full[stop]:
+        stop += 1
+    stride = int(t.lo[first + 1] - t.lo[first]) if stop - first >= 2 else 1
+    if stride < 1:
+        return (0, 0, 0, 1, K)
+    lo = t.lo[first:stop]
+    expect = lo[0] + stride * np.arange(stop - first, dtype=np.int64)
+    if not np.array_equal(lo, expect):
+        return (0, 0, 0, 1, K)
+    return (first, stop, int(lo[0]) - first * stride, stride, K)

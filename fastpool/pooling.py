@@ -18,7 +18,8 @@ import numpy as np
 from . import _cpu
 from . import _geometry as geo
 from ._core import (Canon, canon_grad, canonical, check_grad, check_indices, compute_dtype,
-                    covers, divisor, float_backward_input, kernel_input, public, tables)
+                    covers, divisor, flat4, float_backward_input, interior_args, kernel_input,
+                    public, tables)
 from ._spec import (AdaptiveSpec, adaptive_spec, is_int, norm_type_value, normalize_layout,
                     window_spec)
 from .errors import PoolingError, PoolingTypeError
@@ -43,13 +44,16 @@ def _max(cn: Canon, axes, want_idx: bool):
     xin = kernel_input(cn)
     osp = [t.out for t in axes]
     out5 = np.empty(cn.canon_shape(osp), xin.dtype)
-    idx5 = np.empty(cn.canon_shape(osp) if want_idx else (1, 1, 1, 1, 1), np.int64)
+    if not want_idx:
+        if out5.size:
+            _cpu.sep_max_forward(flat4(xin), flat4(out5), np.int64(xin.shape[4]), *tables(axes),
+                                 *interior_args(axes))
+        return _finish(cn, out5, axes, _out_dtype(cn, "max"))
+    idx5 = np.empty(cn.canon_shape(osp), np.int64)
     if out5.size:
-        _cpu.max_forward(xin, out5, idx5, want_idx, *tables(axes))
+        _cpu.max_forward(xin, out5, idx5, True, *tables(axes))
     out = _finish(cn, out5, axes, _out_dtype(cn, "max"))
-    if want_idx:
-        return out, idx5.reshape(out.shape)
-    return out
+    return out, idx5.reshape(out.shape)
 
 
 def _avg(cn: Canon, axes, div: np.ndarray):
@@ -58,7 +62,7 @@ def _avg(cn: Canon, axes, div: np.ndarray):
     dt = compute_dtype(_out_dtype(cn, "avg"))
     out5 = np.empty(cn.canon_shape(osp), dt)
     if out5.size:
-        _cpu.avg_forward(xin, out5, div, *tables(axes))
+        _sum_forward(xin, out5, 0, 1.0, 0, div, 1.0, axes)
     return _finish(cn, out5, axes, _out_dtype(cn, "avg"))
 
 
@@ -68,10 +72,17 @@ def _lp(cn: Canon, axes, p: float, mode: int, div: np.ndarray, area: float, keep
     dt = compute_dtype(_out_dtype(cn, "lp"))
     out5 = np.empty(cn.canon_shape(osp), dt)
     if out5.size:
-        _cpu.lp_forward(xin, out5, float(p), mode, div, float(area), *tables(axes))
+        pmode = 2 if mode == LP_TORCH else 1
+        fmode = {LP_ONNX: 1, LP_TORCH: 2, LP_MEAN: 3}[mode]
+        _sum_forward(xin, out5, pmode, p, fmode, div, area, axes)
     if keep5:
         return out5
     return _finish(cn, out5, axes, _out_dtype(cn, "lp"))
+
+
+def _sum_forward(xin, out5, pmode, p, fmode, div, area, axes):
+    _cpu.sep_sum_forward(flat4(xin), flat4(out5), np.int64(xin.shape[4]), pmode, float(p), fmode,
+                         div, float(area), *tables(axes), *interior_args(axes))
 
 
 def _grad_buffers(cn: Canon, grad_output, axes, op):
@@ -97,14 +108,15 @@ def _max_backward(cn: Canon, axes, grad_output, indices, op):
         idx = check_indices(indices, cn.user_shape(osp), n_cells)
     idx5 = np.ascontiguousarray(idx, dtype=np.int64).reshape(cn.canon_shape(osp))
     if gx5.size:
-        _cpu.max_backward(g5, idx5, gx5, *covers(axes))
+        b, c = gx5.shape[0], gx5.shape[4]
+        _cpu.scatter_max_backward(g5.reshape(b, -1, c), idx5.reshape(b, -1, c), gx5.reshape(b, -1, c))
     return _to_user(cn, gx5)
 
 
 def _avg_backward(cn: Canon, axes, grad_output, div, op):
     g5, gx5 = _grad_buffers(cn, grad_output, axes, op)
     if gx5.size:
-        _cpu.avg_backward(g5, gx5, div, *covers(axes))
+        _cpu.sep_avg_backward(flat4(g5), flat4(gx5), np.int64(gx5.shape[4]), div, *covers(axes))
     return _to_user(cn, gx5)
 
 
@@ -323,6 +335,14 @@ lp_pool3d, lp_pool3d_backward = _make_lp(3)
 # ----------------------------------------------------------------------------- global
 
 
+def _global_cf(cn: Canon):
+    """Channels-first global pooling reduces contiguous planes: (B, S) views."""
+    if cn.layout != "channels_first" or cn.x5.size == 0:
+        return None
+    xin = kernel_input(cn)
+    return xin.reshape(xin.shape[0], -1)
+
+
 def _global(x, layout, allow_int=True):
     layout = normalize_layout(layout)
     cn = canonical(x, None, layout, allow_int=allow_int)
@@ -351,7 +371,12 @@ def _unsqueezed(cn: Canon, grad_output, keepdims):
 def global_avg_pool(x, *, keepdims=True, layout="channels_first"):
     """Mean over every spatial axis: ``(N, C, *spatial) -> (N, C, 1, ...)`` (or ``(N, C)``)."""
     cn, axes = _global(x, layout)
-    return _squeeze(cn, _avg(cn, axes, divisor(axes, "valid")), keepdims)
+    planes = _global_cf(cn)
+    if planes is None:
+        return _squeeze(cn, _avg(cn, axes, divisor(axes, "valid")), keepdims)
+    out = np.empty(planes.shape[0], compute_dtype(_out_dtype(cn, "avg")))
+    _cpu.global_sum_cf(planes, out, 0, 1.0, 0, float(planes.shape[1]))
+    return _squeeze(cn, _finish(cn, out, axes, _out_dtype(cn, "avg")), keepdims)
 
 
 @public("global_avg_pool_backward", 1)
@@ -366,6 +391,11 @@ def global_avg_pool_backward(grad_output, x, *, keepdims=True, layout="channels_
 def global_max_pool(x, *, keepdims=True, return_indices=False, layout="channels_first"):
     """Max over every spatial axis (NaN propagates, first maximum wins)."""
     cn, axes = _global(x, layout)
+    planes = _global_cf(cn)
+    if planes is not None and not _bool("return_indices", return_indices):
+        out = np.empty(planes.shape[0], planes.dtype)
+        _cpu.global_max_cf(planes, out)
+        return _squeeze(cn, _finish(cn, out, axes, _out_dtype(cn, "max")), keepdims)
     res = _max(cn, axes, _bool("return_indices", return_indices))
     if isinstance(res, tuple):
         return _squeeze(cn, res[0], keepdims), _squeeze(cn, res[1], keepdims)
@@ -388,7 +418,12 @@ def global_lp_pool(x, norm_type=2.0, *, keepdims=True, layout="channels_first"):
     """ONNX ``GlobalLpPool``: ``(sum |x|^p)^(1/p)`` over every spatial axis."""
     p = norm_type_value(norm_type)
     cn, axes = _global(x, layout)
-    return _squeeze(cn, _lp(cn, axes, p, LP_ONNX, divisor(axes, "valid"), 1.0), keepdims)
+    planes = _global_cf(cn)
+    if planes is None:
+        return _squeeze(cn, _lp(cn, axes, p, LP_ONNX, divisor(axes, "valid"), 1.0), keepdims)
+    out = np.empty(planes.shape[0], compute_dtype(_out_dtype(cn, "lp")))
+    _cpu.global_sum_cf(planes, out, 1, p, 1, 1.0)
+    return _squeeze(cn, _finish(cn, out, axes, _out_dtype(cn, "lp")), keepdims)
 
 
 @public("global_lp_pool_backward", 1)
