@@ -1,0 +1,763 @@
+"""fastpool layers -> ONNX nodes.
+
+Every opset rule and every onnxruntime (ORT) limitation the exporter works
+around lives in this module.  A layer is lowered to a native pooling node where
+ONNX has exactly fastpool's semantics *and* ORT 1.31 runs it, and otherwise to
+an exact decomposition built from the same window tables fastpool's kernels use
+(:func:`fastpool._geometry.plan`), so the exported graph reads the same input
+cells as fastpool by construction.
+
+Facts this module relies on (measured with onnx 1.23.2 / onnxruntime 1.31.1):
+
+* ORT's MaxPool/AveragePool/LpPool output lengths equal fastpool's for every
+  ``ceil_mode`` case (the "last window must start inside the input or the left
+  padding" rule); ONNX *shape inference* before the opset-22 versions of these
+  ops does not apply that rule, so ``ceil_mode=1`` is only emitted where the
+  two agree.  Elsewhere the ceil-mode overhang becomes extra end padding (exact
+  for max, Lp and average without counted padding), or a decomposition.
+* ORT rejects ``pads >= kernel_shape``; such padding becomes an explicit
+  ``Pad`` (max: -inf, Lp: 0) or a decomposition (average).
+* ORT has no float64 AveragePool/LpPool/Global*Pool kernels, no opset-22
+  GlobalLpPool kernel, and AveragePool has ``dilations`` only from opset 19.
+* ``auto_pad`` is never emitted: ORT ignores dilation when computing SAME
+  padding.  "same" padding is resolved by fastpool's geometry into explicit pads.
+
+Decompositions compute in float64 (sums of 0/1 window matrices applied per
+axis with MatMul, per-bin Slice + ReduceMax/ArgMax), then round once to the
+output dtype exactly as fastpool does (float16 goes float64 -> float32 ->
+float16, mirroring fastpool's float32 compute dtype).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from onnx import helper, numpy_helper
+
+from fastpool import _geometry as geo
+from fastpool._spec import CHANNELS_LAST, window_spec
+from .errors import ExportError
+
+MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 18, 22, 21
+# IR 10 is the IR of opsets 21/22 (onnx 1.16/1.17); onnxruntime 1.31 loads up to IR 13,
+# while onnx 1.23's helper default (IR 14) does not load.
+IR_VERSION = 10
+
+F16, F32, F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
+I64 = np.dtype(np.int64)
+FLOATS = (F16, F32, F64)
+# dtypes export accepts; max pooling keeps integer dtypes, average/Lp of integers give float64
+DTYPES = FLOATS + tuple(np.dtype(t) for t in (np.int8, np.uint8, np.int32))
+MAX_KINDS = ("max_pool", "adaptive_max_pool", "global_max_pool")
+
+
+@dataclass(frozen=True)
+class Value:
+    """A graph value with the shape it has for the export-time input shape."""
+
+    name: str
+    shape: tuple
+    dtype: np.dtype
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+
+class Builder:
+    """Accumulates nodes and constants; a few peepholes keep layer seams clean."""
+
+    def __init__(self, opset: int, native_only: bool = False):
+        self.opset = opset
+        self.native_only = native_only
+        self.nodes: list = []
+        self.initializers: list = []
+        self.notes: list = []
+        self._consts: dict = {}
+        self._names: set = set()
+        self._producer: dict = {}
+        self._values: dict = {}
+        self.prefix = ""
+        self.layer_label = ""
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def begin_layer(self, index: int, layer) -> None:
+        self.prefix = f"l{index}_{type(layer).__name__}/"
+        self.layer_label = f"layer {index} ({layer!r})"
+
+    def fresh(self, hint: str) -> str:
+        base = f"{self.prefix}{hint}"
+        name, i = base, 0
+        while name in self._names:
+            i += 1
+            name = f"{base}_{i}"
+        self._names.add(name)
+        return name
+
+    def note(self, how: str, detail: str) -> None:
+        self.notes.append(f"{self.layer_label}: {how}: {detail}")
+
+    def decompose(self, reason: str) -> None:
+        """Record that a layer needs a decomposition; refused under ``native_only``."""
+        if self.native_only:
+            raise ExportError(
+                f"{self.layer_label} has no native ONNX form at opset {self.opset} that "
+                f"onnxruntime runs: {reason}; export with native_only=False to get an exact "
+                f"decomposition"
+            )
+        self.note("decomposed", reason)
+
+    def const(self, array, hint: str = "const") -> str:
+        arr = np.ascontiguousarray(array)
+        key = (arr.dtype.str, arr.shape, arr.tobytes())
+        hit = self._consts.get(key)
+        if hit is None:
+            hit = self.fresh(hint)
+            self._names.add(hit)
+            self.initializers.append(numpy_helper.from_array(arr, hit))
+            self._consts[key] = hit
+        return hit
+
+    def ints(self, values) -> str:
+        return self.const(np.asarray(list(values), np.int64), "ints")
+
+    def scalar(self, value, dtype) -> str:
+        return self.const(np.asarray(value, dtype), "scalar")
+
+    def op(self, op_type: str, inputs, outs, **attrs) -> list:
+        """Add a node; ``outs`` lists (shape, dtype) per output; returns Values."""
+        in_names = [i.name if isinstance(i, Value) else i for i in inputs]
+        values = [Value(self.fresh(op_type.lower()), tuple(s), np.dtype(d)) for s, d in outs]
+        attrs = {k: v for k, v in attrs.items() if v is not None}
+        node = helper.make_node(op_type, in_names, [v.name for v in values],
+                                name=self.fresh(op_type), **attrs)
+        self.nodes.append(node)
+        for v in values:
+            self._producer[v.name] = node
+            self._values[v.name] = v
+        return values
+
+    def op1(self, op_type: str, inputs, shape, dtype, **attrs) -> Value:
+        return self.op(op_type, inputs, [(shape, dtype)], **attrs)[0]
+
+    def _made_by(self, v: Value, op_type: str):
+        node = self._producer.get(v.name)
+        return node if node is not None and node.op_type == op_type else None
+
+    # ------------------------------------------------------------------ shaped helpers
+
+    def transpose(self, v: Value, perm) -> Value:
+        perm = tuple(perm)
+        if perm == tuple(range(v.rank)):
+            return v
+        prev = self._made_by(v, "Transpose")
+        if prev is not None:
+            p0 = tuple(helper.get_attribute_value(prev.attribute[0]))
+            if all(p0[perm[i]] == i for i in range(len(perm))):
+                return self.source(prev)
+        return self.op1("Transpose", [v], tuple(v.shape[p] for p in perm), v.dtype, perm=list(perm))
+
+    def add_input(self, v: Value) -> Value:
+        self._values[v.name] = v
+        self._names.add(v.name)
+        return v
+
+    def source(self, node) -> Value:
+        """The Value feeding ``node`` (peepholes that cancel a node pair return it)."""
+        return self._values[node.input[0]]
+
+    def unsqueeze(self, v: Value, axis: int) -> Value:
+        prev = self._made_by(v, "Squeeze")
+        if prev is not None and prev.input[1] == self.ints([axis]):
+            return self.source(prev)
+        shape = v.shape[:axis] + (1,) + v.shape[axis:]
+        return self.op1("Unsqueeze", [v, self.ints([axis])], shape, v.dtype)
+
+    def squeeze(self, v: Value, axes) -> Value:
+        axes = sorted(axes)
+        prev = self._made_by(v, "Unsqueeze")
+        if prev is not None and prev.input[1] == self.ints(axes):
+            return self.source(prev)
+        shape = tuple(s for i, s in enumerate(v.shape) if i not in axes)
+        return self.op1("Squeeze", [v, self.ints(axes)], shape, v.dtype)
+
+    def cast(self, v: Value, dtype) -> Value:
+        dtype = np.dtype(dtype)
+        if v.dtype == dtype:
+            return v
+        prev = self._made_by(v, "Cast")
+        if prev is not None:
+            src = self.source(prev)
+            # a widening round trip (float16 -> float32 -> float16, int8 -> float32 -> int8)
+            # is the identity; a narrowing one rounds and must stay
+            if src.dtype == dtype and _widens(src.dtype, v.dtype):
+                return src
+        return self.op1("Cast", [v], v.shape, dtype, to=helper.np_dtype_to_tensor_dtype(dtype))
+
+    def slice(self, v: Value, axis: int, start: int, stop: int) -> Value:
+        if start == 0 and stop == v.shape[axis]:
+            return v
+        shape = v.shape[:axis] + (stop - start,) + v.shape[axis + 1:]
+        return self.op1("Slice", [v, self.ints([start]), self.ints([stop]), self.ints([axis])],
+                        shape, v.dtype)
+
+    def concat(self, parts, axis: int) -> Value:
+        if len(parts) == 1:
+            return parts[0]
+        shape = list(parts[0].shape)
+        shape[axis] = sum(p.shape[axis] for p in parts)
+        return self.op1("Concat", parts, tuple(shape), parts[0].dtype, axis=axis)
+
+    def binary(self, op_type: str, a: Value, b, shape=None) -> Value:
+        return self.op1(op_type, [a, b], a.shape if shape is None else shape, a.dtype)
+
+
+def _widens(src: np.dtype, mid: np.dtype) -> bool:
+    if src == mid:
+        return True
+    if mid.kind == "f" and src.kind == "f":
+        return mid.itemsize > src.itemsize
+    if mid.kind == "f" and src.kind in "iu":
+        return src.itemsize <= 2 or (src.itemsize == 4 and mid == F64)
+    return False
+
+
+def new_builder(opset: int, native_only: bool = False) -> Builder:
+    return Builder(opset, native_only)
+
+
+# ============================================================================ checks
+
+
+def check_opset(opset) -> int:
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)):
+        raise ExportError(f"opset must be an int in {MIN_OPSET}..{MAX_OPSET}, got {opset!r}")
+    if not MIN_OPSET <= int(opset) <= MAX_OPSET:
+        raise ExportError(
+            f"opset {opset} is not supported: onnx_ops exports opsets {MIN_OPSET}..{MAX_OPSET} "
+            f"(default {DEFAULT_OPSET}; onnxruntime 1.31 lacks opset-22 kernels for some "
+            f"pooling ops, and the exporter's ceil_mode and Reduce* rules are written for these)"
+        )
+    return int(opset)
+
+
+def check_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ExportError(f"dtype must be a NumPy dtype or its name, got {dtype!r}") from None
+    if dt.byteorder not in "=|":
+        dt = dt.newbyteorder("=")
+    if dt not in DTYPES:
+        raise ExportError(
+            f"dtype {dt} cannot be exported: onnx_ops exports float16, float32, float64 "
+            f"(and int8, uint8, int32 input)"
+        )
+    return dt
+
+
+# ============================================================================ layers
+
+
+def lower_layer(b: Builder, layer, x: Value) -> list:
+    """Lower one fastpool layer applied to ``x``; returns its output Values."""
+    kind = layer.kind
+    if layer.nd is None:
+        if x.rank < 3 or x.rank > 5:
+            raise ExportError(
+                f"{b.layer_label}: global pooling needs (N, C, *spatial) input with 1 to 3 "
+                f"spatial axes, got shape {x.shape}"
+            )
+        nd, batched = x.rank - 2, True
+    else:
+        nd = layer.nd
+        if x.rank not in (nd + 1, nd + 2):
+            raise ExportError(
+                f"{b.layer_label}: expects {nd + 2}-D (batched) or {nd + 1}-D (unbatched) "
+                f"input, got shape {x.shape}"
+            )
+        batched = x.rank == nd + 2
+    r = nd + 2
+    cl = layer.layout == CHANNELS_LAST
+    if x.dtype.kind in "iu" and kind in MAX_KINDS and x.dtype == np.int64:
+        raise ExportError(f"{b.layer_label}: int64 max pooling cannot be exported exactly "
+                          f"(onnxruntime's MaxPool has no int64 kernel and float64 cannot hold every int64)")
+
+    v = x if batched else b.unsqueeze(x, 0)
+    if cl:
+        v = b.transpose(v, (0, r - 1) + tuple(range(1, r - 1)))
+    keep_int = None
+    if kind in MAX_KINDS and v.dtype == np.int32:
+        # int32 -> float64 is exact; onnxruntime's MaxPool has no int32 kernel
+        keep_int = v.dtype
+        v = b.cast(v, F64)
+        b.note("cast", "int32 max pooling computed in float64 (exact)")
+
+    outs = _LOWER[kind](b, layer, v)
+    if keep_int is not None:
+        outs[0] = b.cast(outs[0], keep_int)
+
+    results = []
+    for o in outs:
+        if o.rank == r:  # a global layer with keepdims=False already gave (N, C)
+            if cl:
+                o = b.transpose(o, (0,) + tuple(range(2, r)) + (1,))
+            if not batched:
+                o = b.squeeze(o, [0])
+        results.append(o)
+    return results
+
+
+def out_dtype(kind: str, dtype: np.dtype) -> np.dtype:
+    if dtype.kind == "f" or kind in MAX_KINDS:
+        return dtype
+    return F64
+
+
+def _round_to(b: Builder, v64: Value, dtype: np.dtype) -> Value:
+    """Round a float64 result the way fastpool does (float16 via its float32 compute dtype)."""
+    if dtype == F16:
+        return b.cast(b.cast(v64, F32), F16)
+    return b.cast(v64, dtype)
+
+
+def _native_dtype(v: Value) -> bool:
+    """AveragePool / LpPool / GlobalAveragePool / GlobalLpPool run in float32 only."""
+    return v.dtype in (F16, F32)
+
+
+def _native_float32(b: Builder, v: Value, fn) -> Value:
+    """Run ``fn`` on float32 (float16 is computed in float32 and rounded once, as fastpool does)."""
+    if v.dtype == F32:
+        return fn(v)
+    return b.cast(fn(b.cast(v, F32)), v.dtype)
+
+
+# ---------------------------------------------------------------------------- window geometry
+
+
+def _onnx_ceil_length(opset: int, n, k, s, d, pb, pe) -> int:
+    """The output length ONNX shape inference gives with ``ceil_mode=1``."""
+    if opset >= 22:  # MaxPool/AveragePool/LpPool-22 apply the last-window rule (onnx PR #5741)
+        return geo.output_length(n, k, s, d, pb, pe, True)
+    span = d * (k - 1) + 1
+    return -(-(n + pb + pe - span) // s) + 1
+
+
+@dataclass
+class NativeWindow:
+    attrs: dict          # ONNX attributes (pads possibly extended by the ceil overhang)
+    explicit_pad: bool   # pads must go into a Pad node (onnxruntime rejects pads >= kernel)
+
+
+def _native_window(b: Builder, spec, axes, *, extend_ok: bool, pad_node_ok: bool,
+                   with_dilations: bool = True):
+    """Attributes under which an ONNX pool node reads fastpool's windows, or a reason why not.
+
+    ``extend_ok``: extra end padding is harmless (max, Lp, average without counted padding).
+    ``pad_node_ok``: padding may move into an explicit Pad node (max: -inf, Lp: 0).
+    """
+    nd = spec.nd
+    k, s, d = spec.window, spec.stride, spec.dilation
+    pb = [t.pads[0] for t in axes]
+    pe = [t.pads[1] for t in axes]
+    span = [d[a] * (k[a] - 1) + 1 for a in range(nd)]
+    floor = [geo.output_length(t.n, k[a], s[a], d[a], pb[a], pe[a], False) for a, t in enumerate(axes)]
+    need = [t.out > floor[a] for a, t in enumerate(axes)]
+    overhang = [(t.out - 1) * s[a] + span[a] - (t.n + pb[a] + pe[a]) if need[a] else 0
+                for a, t in enumerate(axes)]
+    ceil = 0
+    if any(need):
+        agrees = all(_onnx_ceil_length(b.opset, t.n, k[a], s[a], d[a], pb[a], pe[a]) == t.out
+                     for a, t in enumerate(axes))
+        if agrees:
+            ceil = 1
+        elif extend_ok:
+            pe = [pe[a] + overhang[a] for a in range(nd)]
+        else:
+            return ("ceil_mode would need counted padding beyond the input and ONNX shape "
+                    f"inference at opset {b.opset} disagrees with onnxruntime on this shape")
+    big = any(pb[a] >= k[a] or pe[a] >= k[a] for a in range(nd))
+    if big:
+        if not pad_node_ok:
+            return "padding >= kernel_size, which onnxruntime rejects"
+        if ceil:  # an explicit Pad changes where the ceil rule cuts; use the overhang instead
+            ceil = 0
+            pe = [pe[a] + overhang[a] for a in range(nd)]
+    attrs = dict(kernel_shape=list(k), strides=list(s), pads=pb + pe)
+    if with_dilations and any(v != 1 for v in d):
+        attrs["dilations"] = list(d)
+    if ceil:
+        attrs["ceil_mode"] = 1
+    return NativeWindow(attrs, big)
+
+
+def _out_shape(v: Value, axes) -> tuple:
+    return v.shape[:2] + tuple(t.out for t in axes)
+
+
+def _spatial(v: Value) -> tuple:
+    return tuple(v.shape[2:])
+
+
+def _pad(b: Builder, v: Value, pads, value) -> Value:
+    nd = v.rank - 2
+    full = [0, 0] + list(pads[:nd]) + [0, 0] + list(pads[nd:])
+    shape = v.shape[:2] + tuple(v.shape[2 + a] + pads[a] + pads[nd + a] for a in range(nd))
+    return b.op1("Pad", [v, b.ints(full), b.scalar(value, v.dtype)], shape, v.dtype, mode="constant")
+
+
+# ---------------------------------------------------------------------------- max
+
+
+def _maxpool(b: Builder, v: Value, spec, axes, want_idx: bool) -> list:
+    """Native MaxPool (+ Indices converted to fastpool's per-plane convention)."""
+    nw = _native_window(b, spec, axes, extend_ok=True, pad_node_ok=True)
+    assert isinstance(nw, NativeWindow)
+    attrs = dict(nw.attrs)
+    x = v
+    nd = v.rank - 2
+    pads = attrs["pads"]
+    if nw.explicit_pad:
+        if x.dtype.kind in "iu":
+            # Pad with the dtype's minimum could win an index tie (uint8 0s); float32 holds
+            # every int8/uint8 exactly and pads with -inf
+            x = b.cast(x, F32)
+        x = _pad(b, x, pads, -np.inf)
+        attrs["pads"] = [0] * (2 * nd)
+        b.note("native", "MaxPool after an explicit -inf Pad (onnxruntime rejects pads >= kernel)")
+    else:
+        b.note("native", "MaxPool")
+    shape = _out_shape(v, axes)
+    outs = [(shape, x.dtype)] + ([(shape, I64)] if want_idx else [])
+    res = b.op("MaxPool", [x], outs, **attrs)
+    val = b.cast(res[0], v.dtype)
+    if not want_idx:
+        return [val]
+    padded = _spatial(x)
+    idx = b.binary("Mod", res[1], b.scalar(int(np.prod(padded)), I64))
+    if nw.explicit_pad:
+        idx = _unpad_index(b, idx, padded, _spatial(v), pads[:nd])
+    return [val, idx]
+
+
+def _unpad_index(b: Builder, idx: Value, padded, spatial, begin) -> Value:
+    """Flat offsets in the padded plane -> flat offsets in the unpadded plane."""
+    nd = len(spatial)
+    total = None
+    for a in range(nd):
+        pstride = int(np.prod(padded[a + 1:], dtype=np.int64))
+        c = b.binary("Div", idx, b.scalar(pstride, I64)) if pstride > 1 else idx
+        if a > 0:
+            c = b.binary("Mod", c, b.scalar(int(padded[a]), I64))
+        if begin[a]:
+            c = b.binary("Sub", c, b.scalar(int(begin[a]), I64))
+        stride = int(np.prod(spatial[a + 1:], dtype=np.int64))
+        if stride > 1:
+            c = b.binary("Mul", c, b.scalar(stride, I64))
+        total = c if total is None else b.binary("Add", total, c)
+    return total
+
+
+def _lower_max(b: Builder, layer, v: Value) -> list:
+    axes = geo.plan(layer.spec, _spatial(v))
+    return _maxpool(b, v, layer.spec, axes, layer.returns_indices)
+
+
+def _lower_adaptive_max(b: Builder, layer, v: Value) -> list:
+    sp = _spatial(v)
+    axes = geo.plan(layer.spec, sp)
+    want = layer.returns_indices
+    if all(t.out <= t.n and t.n % t.out == 0 for t in axes):
+        k = tuple(t.n // t.out for t in axes)
+        spec = window_spec(len(sp), k, k)
+        return _maxpool(b, v, spec, geo.plan(spec, sp), want)
+    b.decompose("adaptive bins of unequal size (output_size does not divide the input): "
+                "per-bin Slice + " + ("ArgMax/GatherElements" if want else "ReduceMax") + " + Concat")
+    return _adaptive_max_chain(b, v, axes, want)
+
+
+def _adaptive_max_chain(b: Builder, v: Value, axes, want_idx: bool) -> list:
+    """Max over each bin, one axis at a time, innermost first.
+
+    Reducing W, then H, then D and carrying the winners' coordinates keeps
+    fastpool's tie rule (first maximum in row-major window order): the row
+    maximum found first along W is then compared across rows in order.
+    """
+    nd = v.rank - 2
+    vals = v
+    coords: dict = {}
+    for a in reversed(range(nd)):
+        t, ax = axes[a], 2 + a
+        pv, pn = [], []
+        pc = {c: [] for c in coords}
+        for o in range(t.out):
+            lo, hi = int(t.lo[o]), int(t.lo[o] + t.taps[o])
+            sl = b.slice(vals, ax, lo, hi)
+            one = sl.shape[:ax] + (1,) + sl.shape[ax + 1:]
+            if want_idx:
+                am = b.op1("ArgMax", [sl], one, I64, axis=ax, keepdims=1)
+                pv.append(b.op1("GatherElements", [sl, am], one, sl.dtype, axis=ax))
+                for c in coords:
+                    pc[c].append(b.op1("GatherElements", [b.slice(coords[c], ax, lo, hi), am],
+                                       one, I64, axis=ax))
+                pn.append(b.binary("Add", am, b.scalar(lo, I64)) if lo else am)
+            else:
+                pv.append(b.op1("ReduceMax", [sl, b.ints([ax])], one, sl.dtype, keepdims=1)
+                          if hi - lo > 1 else sl)
+        vals = b.concat(pv, ax)
+        coords = {c: b.concat(pc[c], ax) for c in coords}
+        if want_idx:
+            coords[a] = b.concat(pn, ax)
+    if not want_idx:
+        return [vals]
+    sp = _spatial(v)
+    total = None
+    for a in range(nd):
+        stride = int(np.prod(sp[a + 1:], dtype=np.int64))
+        c = coords[a] if stride == 1 else b.binary("Mul", coords[a], b.scalar(stride, I64))
+        total = c if total is None else b.binary("Add", total, c)
+    return [vals, total]
+
+
+def _lower_global_max(b: Builder, layer, v: Value) -> list:
+    sp = _spatial(v)
+    want = layer.returns_indices
+    if not want and v.dtype in (F16, F32):
+        b.note("native", "GlobalMaxPool")
+        outs = [b.op1("GlobalMaxPool", [v], v.shape[:2] + (1,) * len(sp), v.dtype)]
+    else:
+        # GlobalMaxPool is float32-only in onnxruntime and has no Indices output;
+        # a MaxPool over the whole plane has both
+        spec = window_spec(len(sp), sp, sp)
+        outs = _maxpool(b, v, spec, geo.plan(spec, sp), want)
+    return _keepdims(b, layer, outs)
+
+
+def _keepdims(b: Builder, layer, outs) -> list:
+    if layer.kwargs.get("keepdims", True):
+        return outs
+    return [b.squeeze(o, list(range(2, o.rank))) for o in outs]
+
+
+# ---------------------------------------------------------------------------- sums (decompositions)
+
+
+def _window_matrix(t) -> np.ndarray:
+    """0/1 matrix (out, n): row o marks the input cells output o reads on this axis."""
+    m = np.zeros((t.out, t.n), np.float64)
+    for o in range(t.out):
+        m[o, t.lo[o] + np.arange(t.taps[o]) * t.step] = 1.0
+    return m
+
+
+def _apply_axis(b: Builder, v: Value, a: int, m: np.ndarray) -> Value:
+    """Contract spatial axis ``a`` of a (N, C, *spatial) value with ``m`` (out, n)."""
+    r = v.rank
+    ax = 2 + a
+    out = v.shape[:ax] + (m.shape[0],) + v.shape[ax + 1:]
+    if ax == r - 1:
+        return b.op1("MatMul", [v, b.const(np.ascontiguousarray(m.T).astype(v.dtype), "window_t")],
+                     out, v.dtype)
+    mat = b.const(m.astype(v.dtype), "window")
+    if ax == r - 2:
+        return b.op1("MatMul", [mat, v], out, v.dtype)
+    # 3-D, depth axis: fold (H, W) into one axis so the matrix multiplies depth
+    rest = v.shape[ax + 1:]
+    flat = b.op1("Reshape", [v, b.ints([0, 0, v.shape[ax], int(np.prod(rest))])],
+                 v.shape[:ax] + (v.shape[ax], int(np.prod(rest))), v.dtype)
+    mm = b.op1("MatMul", [mat, flat], flat.shape[:ax] + (m.shape[0],) + flat.shape[ax + 1:], v.dtype)
+    return b.op1("Reshape", [mm, b.ints([0, 0, m.shape[0]] + list(rest))], out, v.dtype)
+
+
+def _window_sum(b: Builder, v: Value, axes) -> Value:
+    """Sum over every window, as float64 MatMuls with 0/1 matrices, innermost axis first."""
+    for a in reversed(range(len(axes))):
+        m = _window_matrix(axes[a])
+        if m.shape[0] == m.shape[1] and np.array_equal(m, np.eye(m.shape[0])):
+            continue
+        v = _apply_axis(b, v, a, m)
+    return v
+
+
+def _table(per_axis) -> np.ndarray:
+    """Outer product of per-axis counts: fastpool's divisor table."""
+    t = np.ones((), np.float64)
+    for c in per_axis:
+        t = np.multiply.outer(t, np.asarray(c, np.float64))
+    return t
+
+
+def _divide(b: Builder, s: Value, divisor) -> Value:
+    d = np.asarray(divisor, np.float64)
+    if d.ndim and np.all(d == d.flat[0]):
+        d = np.asarray(d.flat[0])
+    if d.ndim == 0 and d == 1.0:
+        return s
+    return b.binary("Div", s, b.const(d, "divisor"))
+
+
+# ---------------------------------------------------------------------------- average
+
+
+def _lower_avg(b: Builder, layer, v: Value) -> list:
+    spec = layer.spec
+    axes = geo.plan(spec, _spatial(v))
+    cip = bool(layer.kwargs["count_include_pad"])
+    dov = layer.kwargs["divisor_override"]
+    od = out_dtype(layer.kind, v.dtype)
+    if dov is not None:
+        reason = "divisor_override (ONNX AveragePool has no divisor attribute)"
+    elif not _native_dtype(v):
+        reason = f"onnxruntime has no {v.dtype} AveragePool kernel"
+    elif b.opset < 19 and any(d != 1 for d in spec.dilation):
+        reason = f"AveragePool has dilations only from opset 19 (exporting opset {b.opset})"
+    else:
+        nw = _native_window(b, spec, axes, extend_ok=not cip, pad_node_ok=False)
+        reason = nw if isinstance(nw, str) else None
+    if reason is None:
+        attrs = dict(nw.attrs)
+        if cip:
+            attrs["count_include_pad"] = 1
+        b.note("native", "AveragePool")
+        return [_native_float32(b, v, lambda x: b.op1("AveragePool", [x], _out_shape(v, axes),
+                                                        x.dtype, **attrs))]
+    b.decompose(reason + "; sum pooling by window MatMuls in float64, then the divisor")
+    s = _window_sum(b, b.cast(v, F64), axes)
+    if dov is not None:
+        div = np.asarray(float(dov))
+    else:
+        div = _table([t.count if cip else t.taps for t in axes])
+    return [_round_to(b, _divide(b, s, div), od)]
+
+
+def _lower_adaptive_avg(b: Builder, layer, v: Value) -> list:
+    sp = _spatial(v)
+    axes = geo.plan(layer.spec, sp)
+    od = out_dtype(layer.kind, v.dtype)
+    divides = all(t.out <= t.n and t.n % t.out == 0 for t in axes)
+    if divides and _native_dtype(v):
+        k = [t.n // t.out for t in axes]
+        b.note("native", "AveragePool (output_size divides the input)")
+        return [_native_float32(b, v, lambda x: b.op1("AveragePool", [x], _out_shape(v, axes),
+                                                        x.dtype, kernel_shape=k, strides=k))]
+    b.decompose(("adaptive bins of unequal size" if not divides else
+                 f"onnxruntime has no {v.dtype} AveragePool kernel")
+                + "; averaging by window MatMuls in float64")
+    s = _window_sum(b, b.cast(v, F64), axes)
+    return [_round_to(b, _divide(b, s, _table([t.taps for t in axes])), od)]
+
+
+def _lower_global_avg(b: Builder, layer, v: Value) -> list:
+    nd = v.rank - 2
+    shape = v.shape[:2] + (1,) * nd
+    od = out_dtype(layer.kind, v.dtype)
+    if _native_dtype(v):
+        b.note("native", "GlobalAveragePool")
+        out = _native_float32(b, v, lambda x: b.op1("GlobalAveragePool", [x], shape, x.dtype))
+    else:
+        b.decompose(f"onnxruntime has no {v.dtype} GlobalAveragePool kernel; float64 ReduceMean")
+        out = _round_to(b, b.op1("ReduceMean", [b.cast(v, F64), b.ints(range(2, v.rank))], shape,
+                                 F64, keepdims=1), od)
+    return _keepdims(b, layer, [out])
+
+
+# ---------------------------------------------------------------------------- Lp
+
+
+def _lp_terms(b: Builder, v64: Value, p: float, signed: bool) -> Value:
+    t = v64 if signed else b.op1("Abs", [v64], v64.shape, F64)
+    if p != 1.0:
+        t = b.binary("Pow", t, b.scalar(p, F64))
+    return t
+
+
+def _lp_root(b: Builder, s: Value, p: float) -> Value:
+    return s if p == 1.0 else b.binary("Pow", s, b.scalar(1.0 / p, F64))
+
+
+def _lower_lp(b: Builder, layer, v: Value) -> list:
+    spec = layer.spec
+    axes = geo.plan(spec, _spatial(v))
+    kw = layer.kwargs
+    p = float(kw["norm_type"])
+    od = out_dtype(layer.kind, v.dtype)
+    if kw["torch_compat"]:
+        reason = "torch_compat (PyTorch's signed x^p scaled by the kernel area is not ONNX LpPool)"
+    elif kw["power_mean"]:
+        reason = "power_mean ((mean |x|^p)^(1/p) is not ONNX LpPool)"
+    elif not p.is_integer():
+        reason = f"LpPool's p is an integer attribute, norm_type={kw['norm_type']!r}"
+    elif not _native_dtype(v):
+        reason = f"onnxruntime has no {v.dtype} LpPool kernel"
+    else:
+        nw = _native_window(b, spec, axes, extend_ok=True, pad_node_ok=True)
+        reason = nw if isinstance(nw, str) else None
+    if reason is None:
+        attrs = dict(nw.attrs, p=int(p))
+        nd = v.rank - 2
+
+        def run(x):
+            if nw.explicit_pad:
+                x = _pad(b, x, attrs["pads"], 0.0)  # |0|^p adds nothing to the sum
+                attrs["pads"] = [0] * (2 * nd)
+            return b.op1("LpPool", [x], _out_shape(v, axes), x.dtype, **attrs)
+
+        b.note("native", "LpPool" + (" after an explicit zero Pad" if nw.explicit_pad else ""))
+        return [_native_float32(b, v, run)]
+    b.decompose(reason + "; sums of |x|^p by window MatMuls in float64")
+    signed = bool(kw["torch_compat"])
+    s = _window_sum(b, _lp_terms(b, b.cast(v, F64), p, signed), axes)
+    if signed:
+        # PyTorch: avg_pool(x^p) (padding counted, ceil overhang not) * kernel area
+        s = _divide(b, s, _table([t.count for t in axes]))
+        area = float(np.prod(spec.window))
+        if area != 1.0:
+            s = b.binary("Mul", s, b.scalar(area, F64))
+    elif kw["power_mean"]:
+        s = _divide(b, s, _table([t.taps for t in axes]))
+    return [_round_to(b, _lp_root(b, s, p), od)]
+
+
+def _lower_global_lp(b: Builder, layer, v: Value) -> list:
+    nd = v.rank - 2
+    shape = v.shape[:2] + (1,) * nd
+    p = float(layer.kwargs["norm_type"])
+    od = out_dtype(layer.kind, v.dtype)
+    if not p.is_integer():
+        reason = f"GlobalLpPool's p is an integer attribute, norm_type={layer.kwargs['norm_type']!r}"
+    elif not _native_dtype(v):
+        reason = f"onnxruntime has no {v.dtype} GlobalLpPool kernel"
+    elif b.opset >= 22:
+        reason = "onnxruntime 1.31 has no GlobalLpPool kernel for opset 22"
+    else:
+        reason = None
+    if reason is None:
+        b.note("native", "GlobalLpPool")
+        out = _native_float32(b, v, lambda x: b.op1("GlobalLpPool", [x], shape, x.dtype, p=int(p)))
+    else:
+        b.decompose(reason + "; float64 ReduceSum of |x|^p, then the root")
+        t = _lp_terms(b, b.cast(v, F64), p, False)
+        s = b.op1("ReduceSum", [t, b.ints(range(2, v.rank))], shape, F64, keepdims=1)
+        out = _round_to(b, _lp_root(b, s, p), od)
+    return _keepdims(b, layer, [out])
+
+
+_LOWER = {
+    "max_pool": _lower_max,
+    "adaptive_max_pool": _lower_adaptive_max,
+    "global_max_pool": _lower_global_max,
+    "avg_pool": _lower_avg,
+    "adaptive_avg_pool": _lower_adaptive_avg,
+    "global_avg_pool": _lower_global_avg,
+    "lp_pool": _lower_lp,
+    "global_lp_pool": _lower_global_lp,
+}
+
+
+def supported_kinds() -> tuple:
+    return tuple(_LOWER)
+
+

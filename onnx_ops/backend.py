@@ -1,0 +1,413 @@
+"""An ONNX backend that runs pooling graphs with fastpool.
+
+Follows the ONNX backend convention (as ``onnxruntime.backend`` does)::
+
+    from onnx_ops import backend
+    rep = backend.prepare(model)          # validates every node up front
+    y, = rep.run([x])                     # list of arrays, graph output order
+
+Operators: ``MaxPool`` (``Indices`` output, ``storage_order``), ``AveragePool``,
+``LpPool``, ``GlobalAveragePool``, ``GlobalMaxPool``, ``GlobalLpPool``, at every
+opset where ONNX defines them, with that opset's attributes and defaults
+(``count_include_pad`` defaults to 0; LpPool's ``p`` is a float at opset 1 and an
+int from opset 2; ``dilations``/``ceil_mode`` from opset 10 for MaxPool, 19/10
+for AveragePool, 18 for LpPool).  ``MaxUnpool``, ``MaxRoiPool`` and ``RoiAlign``
+raise :class:`NotImplementedError` (fastpool has no kernels for them yet); any
+other operator raises :class:`UnsupportedOpError` naming it.
+
+Semantics notes:
+
+* ``auto_pad``: ``SAME_UPPER`` puts the odd padding cell at the end, ``SAME_LOWER``
+  at the beginning, both giving ``ceil(n / stride)`` outputs and accounting for
+  dilation (onnxruntime ignores dilation there: a known divergence); ``VALID``
+  is no padding.  With ``auto_pad`` other than ``NOTSET`` the spec's output
+  formulas apply and ``ceil_mode`` has no effect.
+* ``ceil_mode`` output lengths use the rule of ONNX opset >= 19 (onnx PR #5741)
+  for every opset: a last window starting in the end padding is dropped.
+  onnxruntime computes the same lengths.
+* Max pooling propagates NaN (onnxruntime's ignores it).
+* ``Indices`` are flat over ``(N, C, *spatial)`` of the unpadded input;
+  ``storage_order=1`` makes the spatial part column-major.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+from onnx import AttributeProto, helper, numpy_helper
+from onnx.backend.base import Backend, BackendRep, Device, DeviceType
+
+import fastpool as fp
+from fastpool.errors import PoolingError
+
+from .errors import BackendError, UnsupportedOpError
+
+POOL_OPS = ("MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")
+PENDING_OPS = {
+    "MaxUnpool": "fastpool has no unpooling kernel yet",
+    "MaxRoiPool": "fastpool has no RoI pooling kernel yet",
+    "RoiAlign": "fastpool has no RoI align kernel yet",
+}
+AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
+DEFAULT_OPSET = 21
+
+_TYPE_STR = {
+    np.dtype(np.float16): "tensor(float16)", np.dtype(np.float32): "tensor(float)",
+    np.dtype(np.float64): "tensor(double)", np.dtype(np.int8): "tensor(int8)",
+    np.dtype(np.uint8): "tensor(uint8)", np.dtype(np.int16): "tensor(int16)",
+    np.dtype(np.uint16): "tensor(uint16)", np.dtype(np.int32): "tensor(int32)",
+    np.dtype(np.int64): "tensor(int64)", np.dtype(np.bool_): "tensor(bool)",
+}
+_FASTPOOL_DTYPES = tuple(np.dtype(t) for t in (np.float16, np.float32, np.float64, np.int8, np.uint8))
+
+
+def _describe(node) -> str:
+    name = f"'{node.name}' " if node.name else ""
+    return f"node {name}({node.op_type})"
+
+
+def _type_name(t: int) -> str:
+    return AttributeProto.AttributeType.Name(t)
+
+
+# ============================================================================ one node
+
+
+class PoolNode:
+    """One validated pooling node; calling it with input arrays returns output arrays."""
+
+    def __init__(self, node, opset: int):
+        self.node = node
+        self.op = node.op_type
+        self.where = _describe(node)
+        if node.domain not in ("", "ai.onnx"):
+            raise UnsupportedOpError(
+                f"{self.where} is in domain '{node.domain}'; the fastpool backend runs only "
+                f"default-domain pooling ops ({', '.join(POOL_OPS)})"
+            )
+        if self.op in PENDING_OPS:
+            raise UnsupportedOpError(f"{self.where}: {self.op} is not implemented yet: "
+                                     f"{PENDING_OPS[self.op]}")
+        if self.op not in POOL_OPS:
+            raise UnsupportedOpError(
+                f"{self.where}: the fastpool backend does not run {self.op}; it runs "
+                f"{', '.join(POOL_OPS)}"
+            )
+        try:
+            self.schema = onnx.defs.get_schema(self.op, opset, "")
+        except onnx.defs.SchemaError:
+            raise BackendError(f"{self.where}: {self.op} does not exist at opset {opset}") from None
+        self.version = self.schema.since_version
+        self.attrs = self._attributes()
+        self._check_io()
+        self._check_static()
+
+    # ------------------------------------------------------------------ validation
+
+    def _attributes(self) -> dict:
+        known = self.schema.attributes
+        attrs = {}
+        for a in self.node.attribute:
+            if a.name not in known:
+                raise BackendError(
+                    f"{self.where}: unknown attribute '{a.name}' for {self.op} at opset version "
+                    f"{self.version} (known: {', '.join(sorted(known)) or 'none'})"
+                )
+            want = known[a.name].type
+            if a.type != want:
+                raise BackendError(
+                    f"{self.where}: attribute '{a.name}' must be {_type_name(want)} at "
+                    f"{self.op}-{self.version}, got {_type_name(a.type)}"
+                )
+            v = helper.get_attribute_value(a)
+            attrs[a.name] = v.decode() if isinstance(v, bytes) else v
+        for name, spec in known.items():
+            if name in attrs:
+                continue
+            if spec.required:
+                raise BackendError(f"{self.where}: required attribute '{name}' is missing")
+            if spec.default_value.name:
+                v = helper.get_attribute_value(spec.default_value)
+                attrs[name] = v.decode() if isinstance(v, bytes) else v
+        return attrs
+
+    def _check_io(self) -> None:
+        n_in = len([i for i in self.node.input if i])
+        if n_in != 1 or not self.node.input[0]:
+            raise BackendError(f"{self.where} takes 1 input, got {n_in}")
+        outs = list(self.node.output)
+        max_out = len(self.schema.outputs)
+        if not outs or not outs[0] or len(outs) > max_out:
+            raise BackendError(
+                f"{self.where} has {max_out} output{'s' if max_out > 1 else ''} "
+                f"(Y{', Indices' if max_out > 1 else ''}) at opset version {self.version}, "
+                f"got {outs}"
+            )
+        self.want_indices = len(outs) == 2 and bool(outs[1])
+
+    def _check_static(self) -> None:
+        a = self.attrs
+        if "auto_pad" in a and a["auto_pad"] not in AUTO_PADS:
+            raise BackendError(f"{self.where}: auto_pad must be one of {', '.join(AUTO_PADS)}, "
+                               f"got '{a['auto_pad']}'")
+        for flag in ("ceil_mode", "count_include_pad", "storage_order"):
+            if flag in a and a[flag] not in (0, 1):
+                raise BackendError(f"{self.where}: {flag} must be 0 or 1, got {a[flag]}")
+        if "p" in a:
+            p = a["p"]
+            if not np.isfinite(p) or p <= 0:
+                raise BackendError(f"{self.where}: p must be a finite number > 0, got {p}")
+        if "kernel_shape" in a:
+            k = list(a["kernel_shape"])
+            nd = len(k)
+            if nd == 0:
+                raise BackendError(f"{self.where}: kernel_shape must not be empty")
+            self._ints("kernel_shape", k, nd, 1)
+            for name, length, low in (("strides", nd, 1), ("dilations", nd, 1), ("pads", 2 * nd, 0)):
+                if name in a:
+                    self._ints(name, list(a[name]), length, low)
+            if a.get("auto_pad", "NOTSET") != "NOTSET" and any(a.get("pads", ())):
+                raise BackendError(f"{self.where}: pads cannot be used together with "
+                                   f"auto_pad={a['auto_pad']}")
+
+    def _ints(self, name, values, length, low) -> None:
+        if len(values) != length:
+            raise BackendError(
+                f"{self.where}: {name} must have {length} values "
+                f"({'2 per' if name == 'pads' else 'one per'} spatial axis of "
+                f"kernel_shape={list(self.attrs['kernel_shape'])}), got {values}"
+            )
+        bad = [v for v in values if v < low]
+        if bad:
+            raise BackendError(f"{self.where}: {name} must be >= {low}, got {values}")
+
+    def _check_input(self, x: np.ndarray) -> None:
+        if not isinstance(x, np.ndarray):
+            raise BackendError(f"{self.where}: input must be a numpy array, got {type(x).__name__}")
+        allowed = self.schema.type_constraints[0].allowed_type_strs
+        ts = _TYPE_STR.get(x.dtype.newbyteorder("=") if x.dtype.byteorder not in "=|" else x.dtype)
+        if ts not in allowed:
+            raise BackendError(f"{self.where}: input dtype {x.dtype} is not allowed for "
+                               f"{self.op}-{self.version} ({', '.join(allowed)})")
+        if x.dtype not in _FASTPOOL_DTYPES:
+            raise BackendError(f"{self.where}: fastpool does not run {x.dtype} input")
+        if x.ndim < 3:
+            raise BackendError(f"{self.where}: input must be (N, C, *spatial), got shape {x.shape}")
+        if x.ndim > 5:
+            raise BackendError(f"{self.where}: fastpool pools 1 to 3 spatial axes, got input of "
+                               f"shape {x.shape} ({x.ndim - 2} spatial axes)")
+        k = self.attrs.get("kernel_shape")
+        if k is not None and len(k) != x.ndim - 2:
+            raise BackendError(f"{self.where}: kernel_shape={list(k)} has {len(k)} axes but the "
+                               f"input of shape {x.shape} has {x.ndim - 2} spatial axes")
+
+    # ------------------------------------------------------------------ execution
+
+    def padding(self, spatial) -> tuple:
+        """Per-axis (begin, end) pads for the input's spatial sizes, and whether ceil_mode applies."""
+        a = self.attrs
+        k = list(a["kernel_shape"])
+        nd = len(k)
+        s = list(a.get("strides") or [1] * nd)
+        d = list(a.get("dilations") or [1] * nd)
+        mode = a.get("auto_pad", "NOTSET")
+        if mode == "NOTSET":
+            p = list(a.get("pads") or [0] * (2 * nd))
+            return tuple((p[i], p[nd + i]) for i in range(nd)), bool(a.get("ceil_mode", 0))
+        if mode == "VALID":
+            return ((0, 0),) * nd, False
+        pairs = []
+        for i, n in enumerate(spatial):
+            out = -(-n // s[i])
+            total = max((out - 1) * s[i] + d[i] * (k[i] - 1) + 1 - n, 0)
+            small, big = total // 2, total - total // 2
+            pairs.append((small, big) if mode == "SAME_UPPER" else (big, small))
+        return tuple(pairs), False
+
+    def __call__(self, inputs) -> list:
+        x = inputs[0]
+        self._check_input(x)
+        try:
+            return self._run(x)
+        except PoolingError as e:
+            raise BackendError(f"{self.where} on input of shape {x.shape}: {e}") from None
+
+    def _run(self, x: np.ndarray) -> list:
+        a = self.attrs
+        op = self.op
+        nd = x.ndim - 2
+        if op == "GlobalAveragePool":
+            return [fp.global_avg_pool(x)]
+        if op == "GlobalMaxPool":
+            return [fp.global_max_pool(x)]
+        if op == "GlobalLpPool":
+            return [fp.global_lp_pool(x, float(a["p"])).astype(x.dtype, copy=False)]
+        k = tuple(a["kernel_shape"])
+        s = tuple(a.get("strides") or (1,) * nd)
+        d = tuple(a.get("dilations") or (1,) * nd)
+        pads, ceil = self.padding(x.shape[2:])
+        if op == "MaxPool":
+            fn = getattr(fp, f"max_pool{nd}d")
+            if not self.want_indices:
+                return [fn(x, k, s, pads, d, ceil)]
+            y, idx = fn(x, k, s, pads, d, ceil, return_indices=True)
+            return [y, self._onnx_indices(idx, x.shape)]
+        if op == "AveragePool":
+            fn = getattr(fp, f"avg_pool{nd}d")
+            return [fn(x, k, s, pads, ceil, bool(a.get("count_include_pad", 0)), dilation=d)]
+        fn = getattr(fp, f"lp_pool{nd}d")  # LpPool: ONNX's (sum |x|^p)^(1/p) is fastpool's default
+        return [fn(x, float(a["p"]), k, s, ceil, padding=pads, dilation=d)]
+
+    def _onnx_indices(self, idx: np.ndarray, shape) -> np.ndarray:
+        """fastpool's per-plane row-major offsets -> ONNX's flat (N, C, *spatial) indices."""
+        spatial = shape[2:]
+        plane = int(np.prod(spatial, dtype=np.int64))
+        if self.attrs.get("storage_order", 0) == 1:
+            idx = np.ravel_multi_index(np.unravel_index(idx, spatial), spatial, order="F")
+        n, c = shape[:2]
+        base = (np.arange(n * c, dtype=np.int64) * plane).reshape((n, c) + (1,) * len(spatial))
+        return (idx + base).astype(np.int64, copy=False)
+
+
+# ============================================================================ graphs
+
+
+def _load(model) -> onnx.ModelProto:
+    if isinstance(model, onnx.ModelProto):
+        return model
+    if isinstance(model, (bytes, bytearray)):
+        return onnx.load_model_from_string(bytes(model))
+    if isinstance(model, (str, os.PathLike)):
+        return onnx.load(os.fspath(model))
+    raise BackendError(f"prepare takes an onnx.ModelProto, bytes or a file path, got {type(model).__name__}")
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    raise BackendError("the model imports no default-domain ('' / 'ai.onnx') opset")
+
+
+def _declared(vi):
+    """(numpy dtype or None, rank or None) of a graph input's declared type."""
+    tt = vi.type.tensor_type
+    dt = helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else None
+    rank = len(tt.shape.dim) if tt.HasField("shape") else None
+    return dt, rank
+
+
+class FastpoolRep(BackendRep):
+    """A prepared model: every node validated; ``run(inputs)`` executes it with fastpool."""
+
+    def __init__(self, model: onnx.ModelProto):
+        g = model.graph
+        self.model = model
+        self.opset = _default_opset(model)
+        self.constants = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        self.inputs = [vi for vi in g.input if vi.name not in self.constants]
+        self.outputs = [o.name for o in g.output]
+        self.steps = [(PoolNode(n, self.opset), list(n.input), list(n.output)) for n in g.node]
+        known = set(self.constants) | {vi.name for vi in self.inputs}
+        for node, ins, outs in self.steps:
+            for i in ins:
+                if i and i not in known:
+                    raise BackendError(f"{node.where} reads '{i}', which no earlier node or graph "
+                                       f"input produces (nodes must be in topological order)")
+            known.update(o for o in outs if o)
+        for o in self.outputs:
+            if o not in known:
+                raise BackendError(f"graph output '{o}' is produced by no node or input")
+
+    def run(self, inputs, **kwargs) -> list:
+        if kwargs:
+            raise TypeError(f"run() takes no options, got {sorted(kwargs)}")
+        feeds = self._feeds(inputs)
+        env = dict(self.constants)
+        env.update(feeds)
+        for node, ins, outs in self.steps:
+            results = node([env[i] for i in ins if i])
+            for name, value in zip(outs, results):
+                if name:
+                    env[name] = value
+        return [env[o] for o in self.outputs]
+
+    def _feeds(self, inputs) -> dict:
+        if isinstance(inputs, dict):
+            missing = [vi.name for vi in self.inputs if vi.name not in inputs]
+            if missing:
+                raise BackendError(f"missing inputs {missing}")
+            arrays = [inputs[vi.name] for vi in self.inputs]
+        else:
+            if isinstance(inputs, np.ndarray):
+                inputs = [inputs]
+            arrays = list(inputs)
+            if len(arrays) != len(self.inputs):
+                raise BackendError(f"the model takes {len(self.inputs)} input(s) "
+                                   f"{[vi.name for vi in self.inputs]}, got {len(arrays)}")
+        feeds = {}
+        for vi, arr in zip(self.inputs, arrays):
+            arr = np.asarray(arr)
+            dt, rank = _declared(vi)
+            if dt is not None and arr.dtype != dt:
+                raise BackendError(f"input '{vi.name}' is declared {dt}, got {arr.dtype}")
+            if rank is not None and arr.ndim != rank:
+                raise BackendError(f"input '{vi.name}' is declared {rank}-D, got shape {arr.shape}")
+            feeds[vi.name] = arr
+        return feeds
+
+
+class FastpoolBackend(Backend):
+    """``onnx.backend.base.Backend`` running pooling graphs with fastpool on the CPU."""
+
+    @classmethod
+    def prepare(cls, model, device: str = "CPU", **kwargs) -> FastpoolRep:
+        if kwargs:
+            raise TypeError(f"prepare() takes no backend options, got {sorted(kwargs)}")
+        if not cls.supports_device(device):
+            raise BackendError(f"the fastpool backend runs on the CPU, got device {device!r}")
+        return FastpoolRep(_load(model))
+
+    @classmethod
+    def run_model(cls, model, inputs, device: str = "CPU", **kwargs) -> list:
+        return cls.prepare(model, device, **kwargs).run(inputs)
+
+    @classmethod
+    def run_node(cls, node, inputs, device: str = "CPU", outputs_info=None, **kwargs) -> list:
+        opset = kwargs.pop("opset_version", DEFAULT_OPSET)
+        if kwargs:
+            raise TypeError(f"run_node() takes no options besides opset_version, got {sorted(kwargs)}")
+        if not cls.supports_device(device):
+            raise BackendError(f"the fastpool backend runs on the CPU, got device {device!r}")
+        arrays = [np.asarray(i) for i in inputs]
+        return PoolNode(node, int(opset))(arrays)
+
+    @classmethod
+    def supports_device(cls, device: str) -> bool:
+        try:
+            return Device(device).type == DeviceType.CPU
+        except (AttributeError, ValueError):
+            return False
+
+    @classmethod
+    def is_compatible(cls, model, device: str = "CPU", **kwargs) -> bool:
+        try:
+            m = _load(model)
+            opset = _default_opset(m)
+            for n in m.graph.node:
+                PoolNode(n, opset)
+        except (BackendError, NotImplementedError):
+            return False
+        return cls.supports_device(device)
+
+
+prepare = FastpoolBackend.prepare
+run_model = FastpoolBackend.run_model
+run_node = FastpoolBackend.run_node
+supports_device = FastpoolBackend.supports_device
+is_compatible = FastpoolBackend.is_compatible
+
+__all__ = ["FastpoolBackend", "FastpoolRep", "PoolNode", "prepare", "run_model", "run_node",
+           "supports_device", "is_compatible", "POOL_OPS", "PENDING_OPS"]

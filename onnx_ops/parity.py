@@ -1,0 +1,221 @@
+"""Run an exported model in onnxruntime next to fastpool and compare.
+
+NaN: fastpool's max propagates NaN (PyTorch, NumPy), onnxruntime's MaxPool
+ignores it, so parity is only meaningful on NaN-free data; a NaN on one side
+only counts as a mismatch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import OnnxOpsError
+
+# Defaults per output dtype.  float32: onnxruntime's native kernels accumulate in float32
+# where fastpool accumulates in float64, e.g. a 56x56 global average differs by ~3e-6.
+# float16: results are rounded once from float32 on both sides; 1 ulp is <= 9.8e-4 relative.
+TOLERANCES = {
+    "float16": (1e-3, 1e-3),
+    "float32": (1e-5, 1e-5),
+    "float64": (1e-12, 1e-12),
+}
+
+
+def default_tolerance(dtype) -> tuple:
+    dt = np.dtype(dtype)
+    if dt.kind in "iub":
+        return 0.0, 0.0
+    return TOLERANCES.get(dt.name, (1e-5, 1e-5))
+
+
+@dataclass
+class Comparison:
+    """One output compared: fastpool's ``expected`` against onnxruntime's ``actual``."""
+
+    name: str
+    expected_shape: tuple
+    actual_shape: tuple
+    dtype: str
+    max_abs: float = 0.0
+    max_rel: float = 0.0
+    worst_index: tuple | None = None
+    expected_value: object = None
+    actual_value: object = None
+    rtol: float = 0.0
+    atol: float = 0.0
+    ok: bool = True
+    note: str = ""
+
+
+def compare(name, expected, actual, rtol=None, atol=None) -> Comparison:
+    """Compare arrays elementwise (|a - e| <= atol + rtol * |e|, NaN only equals NaN)."""
+    e = np.asarray(expected)
+    a = np.asarray(actual)
+    drt, dat = default_tolerance(e.dtype)
+    rtol = drt if rtol is None else float(rtol)
+    atol = dat if atol is None else float(atol)
+    c = Comparison(name, tuple(e.shape), tuple(a.shape), str(e.dtype), rtol=rtol, atol=atol)
+    if e.shape != a.shape:
+        c.ok, c.note = False, "shape mismatch"
+        c.max_abs = c.max_rel = float("inf")
+        return c
+    if e.dtype != a.dtype:
+        c.ok, c.note = False, f"dtype mismatch: onnxruntime gives {a.dtype}"
+    if e.size == 0:
+        return c
+    ef = e.astype(np.float64)
+    af = a.astype(np.float64)
+    en, an = np.isnan(ef), np.isnan(af)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(af - ef)
+        diff = np.where(en & an, 0.0, diff)
+        diff = np.where(en ^ an, np.inf, diff)
+        # infinities of the same sign are equal
+        diff = np.where(np.isinf(ef) & (ef == af), 0.0, diff)
+        rel = diff / np.maximum(np.abs(np.where(en, 0.0, ef)), np.finfo(np.float64).tiny)
+        rel = np.where(diff == 0, 0.0, rel)
+        excess = diff - (atol + rtol * np.abs(np.where(en, 0.0, ef)))
+    c.max_abs = float(diff.max())
+    c.max_rel = float(rel.max())
+    worst = np.unravel_index(int(np.argmax(excess)), e.shape)
+    c.worst_index = tuple(int(i) for i in worst)
+    c.expected_value = e[worst].item()
+    c.actual_value = a[worst].item()
+    if bool((excess > 0).any()):
+        c.ok = False
+        n_bad = int((excess > 0).sum())
+        c.note = (c.note + "; " if c.note else "") + f"{n_bad} of {e.size} elements differ"
+        if (en ^ an).any():
+            c.note += " (NaN on one side: onnxruntime's max ignores NaN)"
+    return c
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if v == 0:
+            return "0"
+        return f"{v:.3g}"
+    return str(v)
+
+
+def _shape(s) -> str:
+    return "(" + ", ".join(str(d) for d in s) + ")"
+
+
+def table(rows, headers) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    out = [line.rstrip(), "  ".join("-" * w for w in widths)]
+    for r in rows:
+        out.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return "\n".join(out)
+
+
+def comparison_cells(c: Comparison) -> list:
+    worst = "-"
+    if c.worst_index is not None:
+        worst = f"{_shape(c.worst_index)}: {_fmt(c.expected_value)} vs {_fmt(c.actual_value)}"
+    return [c.name, _shape(c.expected_shape), _shape(c.actual_shape), c.dtype,
+            _fmt(c.max_abs), _fmt(c.max_rel), worst, "ok" if c.ok else "MISMATCH"]
+
+
+COMPARISON_HEADERS = ["output", "fastpool shape", "onnxruntime shape", "dtype", "max abs err",
+                      "max rel err", "worst element (fastpool vs onnxruntime)", "result"]
+
+
+@dataclass
+class ParityReport:
+    """fastpool against onnxruntime on one input; ``str(report)`` is a readable table."""
+
+    model: str
+    input_shape: tuple
+    dtype: str
+    opset: int
+    comparisons: list = field(default_factory=list)
+    lowering: str = ""
+    onnxruntime_version: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.comparisons)
+
+    @property
+    def max_abs(self) -> float:
+        return max((c.max_abs for c in self.comparisons), default=0.0)
+
+    @property
+    def max_rel(self) -> float:
+        return max((c.max_rel for c in self.comparisons), default=0.0)
+
+    def __str__(self) -> str:
+        head = (f"parity of {self.model}\n"
+                f"input {_shape(self.input_shape)} {self.dtype}, ONNX opset {self.opset}, "
+                f"onnxruntime {self.onnxruntime_version}")
+        body = table([comparison_cells(c) for c in self.comparisons], COMPARISON_HEADERS)
+        tol = "; ".join(sorted({f"{c.name}: rtol={c.rtol:g} atol={c.atol:g}" for c in self.comparisons}))
+        notes = [c.note for c in self.comparisons if c.note]
+        verdict = "PASS" if self.ok else "FAIL"
+        lines = [head, body, f"tolerance {tol}", *notes, f"parity: {verdict}"]
+        return "\n".join(lines)
+
+
+def ort_session(model):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    data = model if isinstance(model, (bytes, bytearray)) else model.SerializeToString()
+    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+
+
+def _as_tuple(out) -> tuple:
+    return tuple(out) if isinstance(out, tuple) else (out,)
+
+
+def check_parity(model, x, *, rtol=None, atol=None, opset=None, onnx_model=None,
+                 native_only=False) -> ParityReport:
+    """Export ``model`` for ``x`` (unless ``onnx_model`` is given), run it in onnxruntime
+    and ``model(x)`` in fastpool, and compare every output.
+
+    Tolerances default per dtype (float32: rtol=atol=1e-5; float16: 1e-3;
+    float64: 1e-12; integers and indices: exact); an explicit ``rtol``/``atol``
+    applies to floating outputs, indices are always compared exactly.  Use
+    NaN-free ``x``: onnxruntime's max pooling ignores NaN, fastpool propagates it.
+    """
+    import onnxruntime as ort
+
+    from . import _lower
+    from .export import INPUT_NAME, export
+
+    x = np.asarray(x)
+    if onnx_model is None:
+        onnx_model = export(model, x.shape, dtype=x.dtype,
+                            opset=_lower.DEFAULT_OPSET if opset is None else opset,
+                            native_only=native_only)
+    used_opset = next((o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    sess = ort_session(onnx_model)
+    in_name = sess.get_inputs()[0].name if sess.get_inputs() else INPUT_NAME
+    got = sess.run(None, {in_name: x})
+    names = [o.name for o in sess.get_outputs()]
+    want = _as_tuple(model(x))
+    lowering = next((p.value for p in onnx_model.metadata_props if p.key == "fastpool.lowering"), "")
+    report = ParityReport(repr(model), tuple(x.shape), str(x.dtype), int(used_opset),
+                          lowering=lowering, onnxruntime_version=ort.__version__)
+    if len(want) != len(got):
+        raise OnnxOpsError(f"the model has {len(got)} outputs, fastpool gives {len(want)}")
+    for name, w, g in zip(names, want, got):
+        exact = np.asarray(w).dtype.kind in "iub"
+        report.comparisons.append(compare(name, w, g, None if exact else rtol, None if exact else atol))
+    return report
+
+
+def assert_parity(model, x, *, rtol=None, atol=None, **kwargs) -> ParityReport:
+    """:func:`check_parity`, raising ``AssertionError`` with the report's table on a mismatch."""
+    report = check_parity(model, x, rtol=rtol, atol=atol, **kwargs)
+    if not report.ok:
+        raise AssertionError("fastpool and onnxruntime differ\n" + str(report))
+    return report
