@@ -219,3 +219,168 @@ def assert_parity(model, x, *, rtol=None, atol=None, **kwargs) -> ParityReport:
     if not report.ok:
         raise AssertionError("fastpool and onnxruntime differ\n" + str(report))
     return report
+
+
+# ============================================================================ any ONNX model
+
+
+def random_array(shape, dtype, rng) -> np.ndarray:
+    """NaN-free test data: standard normal floats, integers spread over a small range."""
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        return rng.standard_normal(shape).astype(dt)
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        return rng.integers(max(info.min, -100), min(info.max, 100), size=shape, endpoint=True).astype(dt)
+    if dt.kind == "b":
+        return rng.integers(0, 2, size=shape).astype(dt)
+    raise OnnxOpsError(f"cannot make random input of dtype {dt}")
+
+
+@dataclass
+class NodeCheck:
+    node: str
+    op: str
+    input_shape: tuple
+    comparisons: list = field(default_factory=list)
+    status: str = ""      # set when the node was not compared
+    failed: bool = False
+
+
+@dataclass
+class NodeCheckReport:
+    """Every pooling node of a model, fastpool against onnxruntime on the same node inputs."""
+
+    model: str
+    opset: int
+    inputs: str
+    checks: list = field(default_factory=list)
+    onnxruntime_version: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not any(c.failed for c in self.checks)
+
+    def __str__(self) -> str:
+        head = (f"check of {self.model}: ONNX opset {self.opset}, onnxruntime "
+                f"{self.onnxruntime_version}, inputs: {self.inputs}")
+        if not self.checks:
+            return head + "\nno pooling nodes in the graph; nothing to compare"
+        rows = []
+        for c in self.checks:
+            if c.status:
+                rows.append([c.node, c.op, _shape(c.input_shape), "-", "-", "-", "-", "-", "-", c.status])
+            for cmp in c.comparisons:
+                cells = comparison_cells(cmp)
+                rows.append([c.node, c.op, _shape(c.input_shape)] + cells[:3] + cells[4:])
+        headers = ["node", "op", "input shape", "output", "fastpool shape", "onnxruntime shape",
+                   "max abs err", "max rel err", "worst element (fastpool vs onnxruntime)", "result"]
+        notes = [f"{c.node}: {cmp.note}" for c in self.checks for cmp in c.comparisons if cmp.note]
+        n_bad = sum(c.failed for c in self.checks)
+        verdict = "PASS" if self.ok else f"FAIL ({n_bad} of {len(self.checks)} pooling nodes differ)"
+        return "\n".join([head, table(rows, headers), *notes, f"parity: {verdict}"])
+
+
+def check_model_nodes(model, inputs=None, *, rtol=None, atol=None, seed=0, dim=1) -> NodeCheckReport:
+    """Run every pooling node of ``model`` in fastpool and onnxruntime and compare.
+
+    The whole graph runs once in onnxruntime with the pooling nodes' inputs and
+    outputs exposed; each pooling node then runs in fastpool (through
+    :mod:`onnx_ops.backend`) on the very input onnxruntime gave it.  ``inputs``
+    maps graph input names (or ``arr_0``, ``arr_1``, ... in graph order) to
+    arrays; missing means random NaN-free data with symbolic dimensions set to
+    ``dim``.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from .backend import PENDING_OPS, POOL_OPS, PoolNode
+    from .errors import BackendError
+
+    if not isinstance(model, onnx.ModelProto):
+        raise OnnxOpsError(f"check_model_nodes takes an onnx.ModelProto, got {type(model).__name__}")
+    g = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None:
+        raise OnnxOpsError("the model imports no default-domain opset")
+    inits = {t.name: t for t in g.initializer}
+    graph_inputs = [vi for vi in g.input if vi.name not in inits]
+    feeds, how = _feeds(graph_inputs, inputs, seed, dim)
+    report = NodeCheckReport(g.name or "model", int(opset), how, onnxruntime_version=ort.__version__)
+    pool_nodes = [n for n in g.node if n.domain in ("", "ai.onnx") and (n.op_type in POOL_OPS or n.op_type in PENDING_OPS)]
+    if not pool_nodes:
+        return report
+
+    have = set(feeds) | set(inits)
+    exposed = []
+    for n in pool_nodes:
+        for name in list(n.input[:1]) + list(n.output):
+            if name and name not in have and name not in exposed:
+                exposed.append(name)
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known_outputs = {o.name for o in probe.graph.output}
+    for name in exposed:
+        if name not in known_outputs:
+            probe.graph.output.append(onnx.ValueInfoProto(name=name))
+    try:
+        sess = ort_session(probe)
+        values = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+    except Exception as e:
+        raise OnnxOpsError(f"onnxruntime cannot run the model: {e}") from None
+    values.update(feeds)
+    values.update({k: numpy_helper.to_array(t) for k, t in inits.items()})
+
+    for i, n in enumerate(pool_nodes):
+        label = n.name or f"#{i} {n.op_type}"
+        x = values.get(n.input[0]) if n.input else None
+        check = NodeCheck(label, n.op_type, tuple(x.shape) if x is not None else ())
+        report.checks.append(check)
+        if n.op_type in PENDING_OPS:
+            check.status = f"not compared: {PENDING_OPS[n.op_type]}"
+            continue
+        try:
+            got = PoolNode(n, int(opset))([x])
+        except (BackendError, NotImplementedError) as e:
+            check.status, check.failed = f"fastpool refuses the node: {e}", True
+            continue
+        for name, mine in zip([o for o in n.output if o], got):
+            exact = mine.dtype.kind in "iub"
+            c = compare(name, mine, values[name], None if exact else rtol, None if exact else atol)
+            check.comparisons.append(c)
+            check.failed |= not c.ok
+    return report
+
+
+def _feeds(graph_inputs, inputs, seed, dim):
+    from onnx import helper
+
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    if inputs is not None:
+        inputs = dict(inputs)
+        names = [vi.name for vi in graph_inputs]
+        positional = [f"arr_{i}" for i in range(len(names))]
+        if not any(n in inputs for n in names) and all(p in inputs for p in positional):
+            inputs = dict(zip(names, (inputs[p] for p in positional)))
+        missing = [n for n in names if n not in inputs]
+        if missing:
+            raise OnnxOpsError(f"the inputs file lacks graph inputs {missing} (it has {sorted(inputs)})")
+        extra = sorted(set(inputs) - set(names))
+        if extra:
+            raise OnnxOpsError(f"the inputs file has arrays {extra} that are not graph inputs {names}")
+    for vi in graph_inputs:
+        tt = vi.type.tensor_type
+        dt = np.dtype(helper.tensor_dtype_to_np_dtype(tt.elem_type))
+        if inputs is not None:
+            arr = np.asarray(inputs[vi.name])
+            if arr.dtype != dt:
+                raise OnnxOpsError(f"input '{vi.name}' is declared {dt}, the file holds {arr.dtype}")
+            feeds[vi.name] = arr
+        else:
+            shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else dim
+                          for d in tt.shape.dim)
+            feeds[vi.name] = random_array(shape, dt, rng)
+    how = "given" if inputs is not None else f"random (seed {seed}, symbolic dims = {dim})"
+    return feeds, how
