@@ -1,0 +1,3 @@
+"""Entry point of ``fastpool bench`` (see :mod:`fastpool.bench`)."""
+
+from .bench import main  # noqa: F401

@@ -1,0 +1,124 @@
+"""The benchmark harness (fastpool.bench) on one tiny case, in process: the results'
+structure, the peers' output checks, the README block and the chart.  Timings are
+recorded, never asserted (this machine's speed is not a test's business)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import fastpool as fp
+from fastpool import bench
+from fastpool._spec import adaptive_spec, window_spec
+from fastpool.cli import main as cli_main
+
+TINY = bench._window("max", (2, 3, 12, 12), 3, 2, 1, "tiny test case")
+QUIET = dict(reps=(3, 3), budget_s=0, copy_mb=4, latency=False, progress=False, log=lambda m: None)
+
+
+@pytest.fixture(scope="module")
+def results():
+    return bench.run([TINY], **QUIET)
+
+
+def test_case_table_shapes_agree_with_fastpool_geometry():
+    names = [c.name for c in bench.CASES]
+    assert len(set(names)) == len(names)
+    assert 0 < len(bench.quick_cases()) < len(bench.CASES)
+    for c in bench.CASES:
+        assert c.why, c.name
+        if c.op == "global_avg":
+            sp = c.shape[2:] if c.layout == "channels_first" else c.shape[1:-1]
+            want = c.shape[:2] + (1,) * len(sp) if c.layout == "channels_first" \
+                else (c.shape[0],) + (1,) * len(sp) + (c.shape[-1],)
+        elif c.op == "adaptive_avg":
+            want = fp.pooling.output_shape(adaptive_spec(c.nd, c.args["output_size"], c.layout), c.shape)
+        else:
+            a = c.args
+            spec = window_spec(c.nd, a["kernel_size"], a["stride"], a["padding"], 1, False, c.layout)
+            want = fp.pooling.output_shape(spec, c.shape)
+        assert tuple(want) == c.out, c.name
+    # the scaling case repeats a case of the table on one thread
+    scaling = [c for c in bench.CASES if c.base]
+    assert scaling and all(c.threads == 1 and c.base in names for c in scaling)
+
+
+def test_results_structure(results, tmp_path):
+    path = tmp_path / "results.json"
+    bench.write_results(results, str(path))
+    res = json.loads(path.read_text())
+    assert res["mode"] == "custom"
+    m = res["machine"]
+    for key in ("cpu", "cores", "threads", "date", "versions"):
+        assert m[key] not in (None, ""), key
+    assert {"numpy", "numba", "torch", "onnxruntime", "onnx"} <= set(m["versions"])
+    assert res["copy_bandwidth"]["gbps"] > 0
+    (c,) = res["cases"]
+    assert c["name"] == TINY.name and c["shape"] == [2, 3, 12, 12] and c["out_shape"] == [2, 3, 6, 6]
+    assert c["bytes"] == (2 * 3 * 12 * 12 + 2 * 3 * 6 * 6) * 4
+
+    def ok_stats(st):
+        assert st["n"] == 3 == len(st["samples_ms"])
+        assert st["min_ms"] <= st["q1_ms"] <= st["median_ms"] <= st["q3_ms"] <= st["max_ms"]
+
+    ok_stats(c["fastpool"])
+    # every peer computed the same thing as fastpool and was timed
+    assert set(c["peers"]) == {"torch", "onnxruntime", "numpy"}
+    for p in c["peers"].values():
+        assert p["check"] == "ok"
+        ok_stats(p)
+    medians = {n: p["median_ms"] for n, p in c["peers"].items()}
+    assert c["best_peer"] == min(medians, key=medians.get)
+    assert c["ratio"] == pytest.approx(c["fastpool"]["median_ms"] / medians[c["best_peer"]])
+    assert c["gbps"] == pytest.approx(c["bytes"] / c["fastpool"]["median_ms"] / 1e6)
+    assert c["copy_fraction"] == pytest.approx(c["gbps"] / res["copy_bandwidth"]["gbps"])
+
+
+def test_a_peer_computing_something_else_is_reported_and_not_timed(monkeypatch):
+    def wrong_numpy_peer(case, inp):
+        return bench.Peer("numpy", lambda: np.zeros(case.out, np.float32), lambda r: r)
+
+    monkeypatch.setattr(bench, "_numpy_peer", wrong_numpy_peer)
+    res = bench.run([TINY], **QUIET)
+    p = res["cases"][0]["peers"]["numpy"]
+    assert p["check"].startswith("mismatch")
+    assert "median_ms" not in p and res["cases"][0]["best_peer"] != "numpy"
+
+
+def test_readme_block_between_markers(results, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# fastpool\n\nIntro text.\n")
+    table = bench.render_table(results, "benchmarks/speed.png")
+    assert TINY.name in table and "| case | fastpool |" in table
+    assert bench.update_readme(str(readme), table)
+    text = readme.read_text()
+    assert text.startswith("# fastpool\n\nIntro text.\n") and "\n## Speed\n" in text
+    assert text.count(bench.MARK_START) == text.count(bench.MARK_END) == 1
+    # a second report replaces only what lies between the markers
+    readme.write_text(text + "\nTrailing section.\n")
+    assert not bench.update_readme(str(readme), table)
+    assert bench.update_readme(str(readme), "new block")
+    text2 = readme.read_text()
+    assert TINY.name not in text2 and "new block" in text2
+    assert text2.startswith("# fastpool\n\nIntro text.\n") and text2.endswith("\nTrailing section.\n")
+    readme.write_text("only a start marker " + bench.MARK_START)
+    with pytest.raises(ValueError, match="missing or they are out of order"):
+        bench.update_readme(str(readme), table)
+
+
+def test_bench_report_command(results, tmp_path, capsys):
+    out, readme, chart = tmp_path / "r.json", tmp_path / "README.md", tmp_path / "speed.png"
+    bench.write_results(results, str(out))
+    readme.write_text("# x\n")
+    assert cli_main(["bench", "--report", "--out", str(out), "--readme", str(readme),
+                     "--chart", str(chart)]) == 0
+    assert TINY.name in readme.read_text()
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:  # the report says so and still writes the table
+        assert "matplotlib not installed" in capsys.readouterr().out
+    else:
+        assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "![fastpool and the fastest peer per case](speed.png)" in readme.read_text()
