@@ -723,6 +723,7 @@ def run(cases=None, *, full=False, threads=None, reps=None, budget_s=None, copy_
     budget_s = (1.5 if full else 0.4) if budget_s is None else budget_s
     do_latency = (latency == "auto") or bool(latency)
     cold = full if latency == "auto" else bool(latency)
+    t_run = time.perf_counter()
     bar = _Progress(len(cases) + 2 + do_latency, progress)
     log = log or bar.write
     peers = _Peers(log)
@@ -744,17 +745,22 @@ def run(cases=None, *, full=False, threads=None, reps=None, budget_s=None, copy_
         bar.step()
         for case in cases:
             bar.start(case.name)
-            res["cases"].append(run_case(case, case.threads or threads, peers, min_reps=min_reps,
-                                         max_reps=max_reps, budget_s=budget_s))
+            t0 = time.perf_counter()
+            rec = run_case(case, case.threads or threads, peers, min_reps=min_reps,
+                           max_reps=max_reps, budget_s=budget_s)
+            rec["wall_s"] = round(time.perf_counter() - t0, 2)
+            res["cases"].append(rec)
             gc.collect()
             bar.step()
         _set_threads(threads, peers)
         if do_latency:
             bar.start("first-call latency (subprocesses)")
+            t0 = time.perf_counter()
             try:
                 res["latency"] = first_call_latency(threads, cold=cold)
             except Exception as e:  # recorded, the timings above still stand
                 res["latency"] = dict(error=f"{type(e).__name__}: {e}")
+            res["latency"]["wall_s"] = round(time.perf_counter() - t0, 2)
             bar.step()
         bar.start("copy bandwidth")
         copy1 = copy_bandwidth(copy_mb)
@@ -768,6 +774,7 @@ def run(cases=None, *, full=False, threads=None, reps=None, budget_s=None, copy_
         rec["copy_fraction"] = rec["gbps"] / res["copy_bandwidth"]["gbps"]
     res["machine"] = machine_info(threads)
     res["load_average_end"] = _loadavg()
+    res["wall_s"] = round(time.perf_counter() - t_run, 1)
     res["skipped_peers"] = dict(peers.missing)
     res["summary"] = summarize(res)
     return res
@@ -839,7 +846,9 @@ def render_table(res, chart=None):
         "",
         "Medians in ms (fastpool's interquartile range in brackets); the fastest peer in the same "
         "layout in **bold**; ratio = fastpool / fastest peer (below 1: fastpool is faster); GB/s = "
-        "(input + output bytes) / fastpool's time, and its fraction of the copy bandwidth.",
+        "(input + output bytes) / fastpool's time, and its fraction of the copy bandwidth; "
+        "`-`: no kernel for the case in that library (onnxruntime's CPU provider has no NHWC "
+        "or backward pooling); `differs`: its output did not match fastpool's, so it was not timed.",
         "",
         "| case | fastpool | " + " | ".join(c for c, _ in _PEER_COLS) + " | ratio | GB/s | of copy |",
         "|---|---:|" + "---:|" * len(_PEER_COLS) + "---:|---:|---:|",
@@ -874,7 +883,7 @@ def render_table(res, chart=None):
     if "k13_over_k3" in s:
         notes.append(f"SPP max, stride 1 \"same\": k13 takes {s['k13_over_k3']:.2f}x the time of k3.")
     for name, sp in s.get("backward_speedup_vs_torch", {}).items():
-        notes.append(f"`{name}`: {sp:.1f}x faster than PyTorch's backward kernel.")
+        notes.append(f"`{name}`: PyTorch's backward kernel takes {sp:.2f}x fastpool's time.")
     lat = res.get("latency") or {}
     if "warm" in lat:
         t = f"First call in a new process ({lat['call']}), including the import: " \
@@ -922,23 +931,29 @@ def plot(res, path):
 
     cases = [c for c in res["cases"] if c.get("best_peer_ms")]
     n = len(cases)
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.32 * n))
+    fig, ax = plt.subplots(figsize=(10, 1.4 + 0.32 * n))
     y = np.arange(n)[::-1]
     h = 0.38
     ax.barh(y + h / 2, [c["fastpool"]["median_ms"] for c in cases], h, label="fastpool",
             color="#1f77b4", xerr=[[c["fastpool"]["median_ms"] - c["fastpool"]["q1_ms"] for c in cases],
                                    [c["fastpool"]["q3_ms"] - c["fastpool"]["median_ms"] for c in cases]])
-    ax.barh(y - h / 2, [c["best_peer_ms"] for c in cases], h, label="fastest peer", color="#ff7f0e")
-    for yi, c in zip(y, cases):
-        ax.text(c["best_peer_ms"] * 1.05, yi - h / 2, c["best_peer"], va="center", fontsize=6)
+    peer = [c["peers"][c["best_peer"]] for c in cases]
+    ax.barh(y - h / 2, [c["best_peer_ms"] for c in cases], h, label="fastest peer", color="#ff7f0e",
+            xerr=[[p["median_ms"] - p["q1_ms"] for p in peer], [p["q3_ms"] - p["median_ms"] for p in peer]])
+    for yi, c, p in zip(y, cases, peer):
+        ax.text(p["q3_ms"] * 1.08, yi - h / 2, c["best_peer"], va="center", fontsize=6)
+        ax.text(c["fastpool"]["q3_ms"] * 1.08, yi + h / 2, f"{c['ratio']:.2f}x", va="center", fontsize=6)
     ax.set_yticks(y)
     ax.set_yticklabels([c["name"] for c in cases], fontsize=7)
     ax.set_xscale("log")
-    ax.set_xlabel("median time, ms (log scale; shorter is faster)")
+    right = max(max(c["fastpool"]["q3_ms"], p["q3_ms"]) for c, p in zip(cases, peer))
+    ax.set_xlim(right=right * 3)
+    ax.set_xlabel("median time, ms, interquartile range as whiskers (log scale; shorter is faster);"
+                  " fastpool / fastest peer beside fastpool's bar", fontsize=8)
     m = res["machine"]
     ax.set_title(f"fastpool vs fastest peer, {m['threads']} threads, {m['cpu']} ({res['mode']} run, "
                  f"{m['date'][:10]})", fontsize=9)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     fig.tight_layout()
     d = os.path.dirname(path)
     if d:
