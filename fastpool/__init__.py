@@ -13,6 +13,16 @@ from .pooling import (
     max_pool1d, max_pool1d_backward, max_pool2d, max_pool2d_backward, max_pool3d,
     max_pool3d_backward,
 )
+from .family import (
+    fractional_max_pool2d, fractional_max_pool2d_backward, fractional_max_pool3d,
+    fractional_max_pool3d_backward, max_unpool1d, max_unpool1d_backward, max_unpool2d,
+    max_unpool2d_backward, max_unpool3d, max_unpool3d_backward, mixed_pool1d,
+    mixed_pool1d_backward, mixed_pool2d, mixed_pool2d_backward, mixed_pool3d,
+    mixed_pool3d_backward, roi_align, roi_align_backward, roi_pool, roi_pool_backward,
+    spatial_pyramid_pool, spatial_pyramid_pool_backward, stochastic_pool1d,
+    stochastic_pool1d_backward, stochastic_pool2d, stochastic_pool2d_backward,
+    stochastic_pool3d, stochastic_pool3d_backward,
+)
 
 __version__ = "0.1.0"
 
@@ -28,4 +38,12 @@ __all__ = [
     "lp_pool1d_backward", "lp_pool2d", "lp_pool2d_backward", "lp_pool3d", "lp_pool3d_backward",
     "max_pool1d", "max_pool1d_backward", "max_pool2d", "max_pool2d_backward", "max_pool3d",
     "max_pool3d_backward",
+    "fractional_max_pool2d", "fractional_max_pool2d_backward", "fractional_max_pool3d",
+    "fractional_max_pool3d_backward", "max_unpool1d", "max_unpool1d_backward", "max_unpool2d",
+    "max_unpool2d_backward", "max_unpool3d", "max_unpool3d_backward", "mixed_pool1d",
+    "mixed_pool1d_backward", "mixed_pool2d", "mixed_pool2d_backward", "mixed_pool3d",
+    "mixed_pool3d_backward", "roi_align", "roi_align_backward", "roi_pool", "roi_pool_backward",
+    "spatial_pyramid_pool", "spatial_pyramid_pool_backward", "stochastic_pool1d",
+    "stochastic_pool1d_backward", "stochastic_pool2d", "stochastic_pool2d_backward",
+    "stochastic_pool3d", "stochastic_pool3d_backward",
 ]
