@@ -1015,7 +1015,9 @@ def main(argv=None) -> int:
         prog="fastpool bench",
         description="Time fastpool against PyTorch CPU, onnxruntime and NumPy in one process, "
                     "same thread count, and write the results as JSON.")
-    p.add_argument("--full", action="store_true", help="every case (default: the quick set, < 1 min)")
+    p.add_argument("--full", action="store_true",
+                   help="every case, thread scaling and the cold-cache first call (default: the "
+                        "quick set and the warm first call, under a minute on an idle 2-core machine)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"results file (default {DEFAULT_OUT})")
     p.add_argument("--report", action="store_true",
                    help="do not measure: regenerate the README table and the chart from --out")
