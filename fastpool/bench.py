@@ -502,7 +502,8 @@ class _Peers:
                 else:
                     mod = __import__(name)
             except ImportError as e:
-                self.missing[name] = f"not installed ({e}); pip install 'fastpool[test]'"
+                hint = "pip install 'fastpool[onnx]'" if name == "onnxruntime" else f"pip install {name}"
+                self.missing[name] = f"not installed ({e}); {hint}"
                 self.log(f"fastpool bench: {name} peer skipped: {self.missing[name]}")
                 mod = None
             self._mods[name] = mod
