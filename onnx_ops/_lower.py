@@ -365,27 +365,32 @@ def _native_window(b: Builder, spec, axes, *, extend_ok: bool, pad_node_ok: bool
     pe = [t.pads[1] for t in axes]
     span = [d[a] * (k[a] - 1) + 1 for a in range(nd)]
     floor = [geo.output_length(t.n, k[a], s[a], d[a], pb[a], pe[a], False) for a, t in enumerate(axes)]
-    need = [t.out > floor[a] for a, t in enumerate(axes)]
-    overhang = [(t.out - 1) * s[a] + span[a] - (t.n + pb[a] + pe[a]) if need[a] else 0
-                for a, t in enumerate(axes)]
+    # ceil_mode can add a window (out = floor + 1) or, when the end padding is at least a
+    # window long, drop one that floor mode would keep (out = floor - 1: it starts in the
+    # end padding); either way floor mode with end padding ``fit`` gives exactly ``out``
+    changed = [t.out != floor[a] for a, t in enumerate(axes)]
+    fit = [max((t.out - 1) * s[a] + span[a] - t.n - pb[a], 0) for a, t in enumerate(axes)]
     ceil = 0
-    if any(need):
+    if any(changed):
         agrees = all(_onnx_ceil_length(b.opset, t.n, k[a], s[a], d[a], pb[a], pe[a]) == t.out
                      for a, t in enumerate(axes))
-        if agrees:
+        if agrees and not any(pb[a] >= k[a] or pe[a] >= k[a] for a in range(nd)):
             ceil = 1
-        elif extend_ok:
-            pe = [pe[a] + overhang[a] for a in range(nd)]
         else:
-            return ("ceil_mode would need counted padding beyond the input and ONNX shape "
-                    f"inference at opset {b.opset} disagrees with onnxruntime on this shape")
-    big = any(pb[a] >= k[a] or pe[a] >= k[a] for a in range(nd))
-    if big:
+            new_pe = [fit[a] if changed[a] else pe[a] for a in range(nd)]
+            if not extend_ok and any(new_pe[a] > pe[a] for a in range(nd)):
+                return ("ceil_mode would need counted padding beyond the input and ONNX shape "
+                        f"inference at opset {b.opset} disagrees with onnxruntime on this shape")
+            pe = new_pe
+    if any(pb[a] >= k[a] or pe[a] >= k[a] for a in range(nd)):
         if not pad_node_ok:
             return "padding >= kernel_size, which onnxruntime rejects"
-        if ceil:  # an explicit Pad changes where the ceil rule cuts; use the overhang instead
-            ceil = 0
-            pe = [pe[a] + overhang[a] for a in range(nd)]
+        big = True
+    else:
+        big = False
+    if not ceil:  # the window counts are fastpool's by construction
+        assert all(geo.output_length(t.n, k[a], s[a], d[a], pb[a], pe[a], False) == t.out
+                   for a, t in enumerate(axes))
     attrs = dict(kernel_shape=list(k), strides=list(s), pads=pb + pe)
     if with_dilations and any(v != 1 for v in d):
         attrs["dilations"] = list(d)
@@ -545,11 +550,11 @@ def _keepdims(b: Builder, layer, outs) -> list:
 # ---------------------------------------------------------------------------- sums (decompositions)
 
 
-def _window_matrix(t) -> np.ndarray:
-    """0/1 matrix (out, n): row o marks the input cells output o reads on this axis."""
+def _window_matrix(t, weights=None) -> np.ndarray:
+    """Matrix (out, n): row o holds output o's weight on the input cells it reads on this axis."""
     m = np.zeros((t.out, t.n), np.float64)
     for o in range(t.out):
-        m[o, t.lo[o] + np.arange(t.taps[o]) * t.step] = 1.0
+        m[o, t.lo[o] + np.arange(t.taps[o]) * t.step] = 1.0 if weights is None else weights[o]
     return m
 
 
@@ -572,31 +577,30 @@ def _apply_axis(b: Builder, v: Value, a: int, m: np.ndarray) -> Value:
     return b.op1("Reshape", [mm, b.ints([0, 0, m.shape[0]] + list(rest))], out, v.dtype)
 
 
-def _window_sum(b: Builder, v: Value, axes) -> Value:
-    """Sum over every window, as float64 MatMuls with 0/1 matrices, innermost axis first."""
-    for a in reversed(range(len(axes))):
-        m = _window_matrix(axes[a])
+def _window_sum(b: Builder, v: Value, axes, weights=None, scale: float = 1.0) -> Value:
+    """Weighted window sums as float64 MatMuls, one per axis, innermost axis first.
+
+    A divisor is folded into the matrices (``weights[a]`` per output along axis
+    ``a``, ``scale`` overall) rather than applied after them: onnxruntime fuses a
+    MatMul followed by a Mul/Div by a one-element constant into FusedMatMul with
+    a *float32* alpha, even in float64 graphs (1/12 becomes 0.0833333358; measured
+    errors of 2e-8 in a float64 adaptive average).
+    """
+    nd = len(axes)
+    weights = [None] * nd if weights is None else list(weights)
+    if scale != 1.0:
+        inner = weights[nd - 1]
+        weights[nd - 1] = (np.ones(axes[nd - 1].out) if inner is None else np.asarray(inner)) * scale
+    for a in reversed(range(nd)):
+        m = _window_matrix(axes[a], weights[a])
         if m.shape[0] == m.shape[1] and np.array_equal(m, np.eye(m.shape[0])):
             continue
         v = _apply_axis(b, v, a, m)
     return v
 
 
-def _table(per_axis) -> np.ndarray:
-    """Outer product of per-axis counts: fastpool's divisor table."""
-    t = np.ones((), np.float64)
-    for c in per_axis:
-        t = np.multiply.outer(t, np.asarray(c, np.float64))
-    return t
-
-
-def _divide(b: Builder, s: Value, divisor) -> Value:
-    d = np.asarray(divisor, np.float64)
-    if d.ndim and np.all(d == d.flat[0]):
-        d = np.asarray(d.flat[0])
-    if d.ndim == 0 and d == 1.0:
-        return s
-    return b.binary("Div", s, b.const(d, "divisor"))
+def _inverse(counts) -> np.ndarray:
+    return 1.0 / np.asarray(counts, np.float64)
 
 
 # ---------------------------------------------------------------------------- average
@@ -624,13 +628,13 @@ def _lower_avg(b: Builder, layer, v: Value) -> list:
         b.note("native", "AveragePool")
         return [_native_float32(b, v, lambda x: b.op1("AveragePool", [x], _out_shape(v, axes),
                                                         x.dtype, **attrs))]
-    b.decompose(reason + "; sum pooling by window MatMuls in float64, then the divisor")
-    s = _window_sum(b, b.cast(v, F64), axes)
+    b.decompose(reason + "; averaging by window MatMuls in float64")
+    x64 = b.cast(v, F64)
     if dov is not None:
-        div = np.asarray(float(dov))
+        s = _window_sum(b, x64, axes, scale=1.0 / float(dov))
     else:
-        div = _table([t.count if cip else t.taps for t in axes])
-    return [_round_to(b, _divide(b, s, div), od)]
+        s = _window_sum(b, x64, axes, [_inverse(t.count if cip else t.taps) for t in axes])
+    return [_round_to(b, s, od)]
 
 
 def _lower_adaptive_avg(b: Builder, layer, v: Value) -> list:
@@ -646,8 +650,8 @@ def _lower_adaptive_avg(b: Builder, layer, v: Value) -> list:
     b.decompose(("adaptive bins of unequal size" if not divides else
                  f"onnxruntime has no {v.dtype} AveragePool kernel")
                 + "; averaging by window MatMuls in float64")
-    s = _window_sum(b, b.cast(v, F64), axes)
-    return [_round_to(b, _divide(b, s, _table([t.taps for t in axes])), od)]
+    s = _window_sum(b, b.cast(v, F64), axes, [_inverse(t.taps) for t in axes])
+    return [_round_to(b, s, od)]
 
 
 def _lower_global_avg(b: Builder, layer, v: Value) -> list:
@@ -709,15 +713,14 @@ def _lower_lp(b: Builder, layer, v: Value) -> list:
         return [_native_float32(b, v, run)]
     b.decompose(reason + "; sums of |x|^p by window MatMuls in float64")
     signed = bool(kw["torch_compat"])
-    s = _window_sum(b, _lp_terms(b, b.cast(v, F64), p, signed), axes)
     if signed:
         # PyTorch: avg_pool(x^p) (padding counted, ceil overhang not) * kernel area
-        s = _divide(b, s, _table([t.count for t in axes]))
-        area = float(np.prod(spec.window))
-        if area != 1.0:
-            s = b.binary("Mul", s, b.scalar(area, F64))
+        weights = [spec.window[a] * _inverse(t.count) for a, t in enumerate(axes)]
     elif kw["power_mean"]:
-        s = _divide(b, s, _table([t.taps for t in axes]))
+        weights = [_inverse(t.taps) for t in axes]
+    else:
+        weights = None
+    s = _window_sum(b, _lp_terms(b, b.cast(v, F64), p, signed), axes, weights)
     return [_round_to(b, _lp_root(b, s, p), od)]
 
 
