@@ -272,6 +272,18 @@ def assert_same(got, want):
         np.testing.assert_array_equal(a, b)
 
 
+def assert_same_up_to_sum_order(op, got, want):
+    """Max pooling (values, indices, routed gradients) must match exactly; a sum
+    computed through a different kernel may round in another order, so sums get
+    a few ulps of the window's magnitude (a layout mix-up is off by far more)."""
+    if op.reducer == "max":
+        return assert_same(got, want)
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+
+
 # ============================================================================ memory forms
 
 
@@ -444,7 +456,7 @@ def test_channels_last_equals_transposed_channels_first(op, alias):
     gl = to_last(g)
     got = run_all(op, xl, gl, layout=alias)
     expect = [to_last(want[0])] + ([to_last(want[1])] if op.has_indices else []) + [np.moveaxis(want[-1], 1, -1)]
-    assert_same(got, expect)
+    assert_same_up_to_sum_order(op, got, expect)
     # the cached indices, in channels-last form, drive backward to the same gradient
     if op.has_indices:
         gi = op.bwd(gl, xl, layout=alias, indices=got[1])
@@ -509,7 +521,7 @@ def test_int64_max_is_exact_beyond_float64():
     base = 2 ** 62
     x = np.array([base, base + 1, base + 3, base + 2, -base, base - 1, base + 7, base + 5], np.int64)
     x = x.reshape(1, 1, 8)
-    want = sliding_window_view(x, 3, axis=-1)[..., ::1, :].max(-1)
+    want = sliding_window_view(x, 3, axis=-1).max(-1)
     np.testing.assert_array_equal(fp.max_pool1d(x, 3, stride=1), want)
     np.testing.assert_array_equal(fp.max_pool1d(x, 2), x.reshape(1, 1, 4, 2).max(-1))
     np.testing.assert_array_equal(fp.global_max_pool(x, keepdims=False), [[base + 7]])
