@@ -16,6 +16,7 @@ rounded once.
 from __future__ import annotations
 
 import os
+import types
 
 import numpy as np
 from numba import njit, prange
@@ -252,10 +253,94 @@ def _row_of(r, OD, OH):
 
 
 @njit(inline="always")
+def _next_row(b, od, oh, OD, OH):
+    # stepping costs less than three 64-bit divisions per row (measured ~10% on k3 rows)
+    oh += 1
+    if oh == OH:
+        oh = 0
+        od += 1
+        if od == OD:
+            od = 0
+            b += 1
+    return b, od, oh
+
+
+@njit(inline="always")
 def _chunks(total):
     # several chunks per thread balances uneven rows; one chunk when tiny
     n = min(total, 64)
     return max(n, 1)
+
+
+@njit(inline="always")
+def _u(i):
+    # Numba wraps negative indices unless the index type is unsigned; that
+    # check in a loop body blocks vectorisation (measured 5x on row loops)
+    return np.uint64(i)
+
+
+@njit(inline="always")
+def _hmax_interior(buf, orow, ia, ib, base, step, K, d):
+    for ow in range(ia, ib):
+        orow[_u(ow)] = buf[_u(base + ow * step)]
+    for k in range(1, K):
+        off = base + k * d
+        for ow in range(ia, ib):
+            orow[_u(ow)] = _maxnan(orow[_u(ow)], buf[_u(off + ow * step)])
+
+
+@njit(inline="always")
+def _hsum_interior(buf, acc, ia, ib, base, step, K, d):
+    for ow in range(ia, ib):
+        acc[_u(ow)] = buf[_u(base + ow * step)]
+    for k in range(1, K):
+        off = base + k * d
+        for ow in range(ia, ib):
+            acc[_u(ow)] += buf[_u(off + ow * step)]
+
+
+@njit(inline="always")
+def _hmax_border(buf, orow, C, lo2, nt2, d2, o0, o1):
+    for ow in range(o0, o1):
+        for c in range(C):
+            m = buf[_u(lo2[ow] * C + c)]
+            for k in range(1, nt2[ow]):
+                m = _maxnan(m, buf[_u((lo2[ow] + k * d2) * C + c)])
+            orow[_u(ow * C + c)] = m
+
+
+@njit(inline="always")
+def _hmax_row(buf, orow, C, OW, lo2, nt2, d2, ia, ib, ibase, istep, K):
+    """Max along W of a row buffer: interior tap-outer (vectorised), borders by table."""
+    if C == 1:
+        # literal strides let LLVM vectorise the common stride-1 and stride-2 loads
+        if istep == 1:
+            _hmax_interior(buf, orow, ia, ib, ibase, 1, K, d2)
+        elif istep == 2:
+            _hmax_interior(buf, orow, ia, ib, ibase, 2, K, d2)
+        else:
+            _hmax_interior(buf, orow, ia, ib, ibase, istep, K, d2)
+    else:
+        for ow in range(ia, ib):
+            s0 = (ibase + ow * istep) * C
+            for c in range(C):
+                orow[_u(ow * C + c)] = buf[_u(s0 + c)]
+            for k in range(1, K):
+                s1 = s0 + k * d2 * C
+                for c in range(C):
+                    orow[_u(ow * C + c)] = _maxnan(orow[_u(ow * C + c)], buf[_u(s1 + c)])
+    _hmax_border(buf, orow, C, lo2, nt2, d2, 0, ia)
+    _hmax_border(buf, orow, C, lo2, nt2, d2, ib, OW)
+
+
+@njit(inline="always")
+def _hsum_border(buf, acc, C, lo2, nt2, d2, o0, o1):
+    for ow in range(o0, o1):
+        for c in range(C):
+            s = 0.0
+            for k in range(nt2[ow]):
+                s += buf[_u((lo2[ow] + k * d2) * C + c)]
+            acc[_u(ow * C + c)] = s
 
 
 @_jit
@@ -269,8 +354,11 @@ def sep_max_forward(x, out, C, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2,
     for ch in prange(nch):
         ch = np.int64(ch)
         buf = np.empty(WC, x.dtype)
-        for r in range(ch * total // nch, (ch + 1) * total // nch):
-            b, od, oh = _row_of(r, OD, OH)
+        r0 = ch * total // nch
+        b, od, oh = _row_of(r0, OD, OH)
+        for r in range(r0, (ch + 1) * total // nch):
+            if r > r0:
+                b, od, oh = _next_row(b, od, oh, OD, OH)
             first = True
             for i in range(nt0[od]):
                 z = lo0[od] + i * d0
@@ -283,39 +371,16 @@ def sep_max_forward(x, out, C, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2,
                     else:
                         for w in range(WC):
                             buf[w] = _maxnan(buf[w], row[w])
-            orow = out[b, od, oh]
-            if C == 1:
-                for ow in range(ia, ib):
-                    orow[ow] = buf[ibase + ow * istep]
-                for k in range(1, K):
-                    off = ibase + k * d2
-                    for ow in range(ia, ib):
-                        orow[ow] = _maxnan(orow[ow], buf[off + ow * istep])
-            else:
-                for ow in range(ia, ib):
-                    s0 = (ibase + ow * istep) * C
-                    for c in range(C):
-                        orow[ow * C + c] = buf[s0 + c]
-                    for k in range(1, K):
-                        s1 = s0 + k * d2 * C
-                        for c in range(C):
-                            orow[ow * C + c] = _maxnan(orow[ow * C + c], buf[s1 + c])
-            for ow in range(OW):
-                if ow >= ia and ow < ib:
-                    continue
-                for c in range(C):
-                    m = buf[lo2[ow] * C + c]
-                    for k in range(1, nt2[ow]):
-                        m = _maxnan(m, buf[(lo2[ow] + k * d2) * C + c])
-                    orow[ow * C + c] = m
+            _hmax_row(buf, out[b, od, oh], C, OW, lo2, nt2, d2, ia, ib, ibase, istep, K)
 
 
 @_jit
-def sep_sum_forward(x, out, C, pmode, p, fmode, div, area,
+def sep_sum_forward(x, out, C, pmode, p, fmode, rdiv, area,
                     lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2, ia, ib, ibase, istep, K):
     """Window sums in float64 of x (pmode 0), |x|^p (1) or x^p (2), then finalised:
     fmode 0: sum / div (average); 1: sum^(1/p) (ONNX Lp); 2: (sum/div*area)^(1/p)
-    (PyTorch's lp_pool); 3: (sum/div)^(1/p) (power mean)."""
+    (PyTorch's lp_pool); 3: (sum/div)^(1/p) (power mean).  ``rdiv`` holds 1/div:
+    a multiply vectorises where a divide costs ~1 ns per output (measured)."""
     B, D, H, WC = x.shape
     OD, OH, OWC = out.shape[1], out.shape[2], out.shape[3]
     OW = OWC // C
@@ -326,8 +391,11 @@ def sep_sum_forward(x, out, C, pmode, p, fmode, div, area,
         ch = np.int64(ch)
         buf = np.empty(WC, np.float64)
         acc = np.empty(OWC, np.float64)
-        for r in range(ch * total // nch, (ch + 1) * total // nch):
-            b, od, oh = _row_of(r, OD, OH)
+        r0 = ch * total // nch
+        b, od, oh = _row_of(r0, OD, OH)
+        for r in range(r0, (ch + 1) * total // nch):
+            if r > r0:
+                b, od, oh = _next_row(b, od, oh, OD, OH)
             buf[:] = 0.0
             for i in range(nt0[od]):
                 z = lo0[od] + i * d0
@@ -344,46 +412,50 @@ def sep_sum_forward(x, out, C, pmode, p, fmode, div, area,
                         for w in range(WC):
                             buf[w] += _lp_term(np.float64(row[w]), p, True)
             if C == 1:
-                for ow in range(ia, ib):
-                    acc[ow] = buf[ibase + ow * istep]
-                for k in range(1, K):
-                    off = ibase + k * d2
-                    for ow in range(ia, ib):
-                        acc[ow] += buf[off + ow * istep]
+                if istep == 1:
+                    _hsum_interior(buf, acc, ia, ib, ibase, 1, K, d2)
+                elif istep == 2:
+                    _hsum_interior(buf, acc, ia, ib, ibase, 2, K, d2)
+                else:
+                    _hsum_interior(buf, acc, ia, ib, ibase, istep, K, d2)
             else:
                 for ow in range(ia, ib):
                     s0 = (ibase + ow * istep) * C
                     for c in range(C):
-                        acc[ow * C + c] = buf[s0 + c]
+                        acc[_u(ow * C + c)] = buf[_u(s0 + c)]
                     for k in range(1, K):
                         s1 = s0 + k * d2 * C
                         for c in range(C):
-                            acc[ow * C + c] += buf[s1 + c]
-            for ow in range(OW):
-                if ow >= ia and ow < ib:
-                    continue
-                for c in range(C):
-                    s = 0.0
-                    for k in range(nt2[ow]):
-                        s += buf[(lo2[ow] + k * d2) * C + c]
-                    acc[ow * C + c] = s
+                            acc[_u(ow * C + c)] += buf[_u(s1 + c)]
+            _hsum_border(buf, acc, C, lo2, nt2, d2, 0, ia)
+            _hsum_border(buf, acc, C, lo2, nt2, d2, ib, OW)
             orow = out[b, od, oh]
-            drow = div[od, oh]
-            if fmode == 0:
-                for ow in range(OW):
-                    for c in range(C):
-                        orow[ow * C + c] = acc[ow * C + c] / drow[ow]
-            elif fmode == 1:
-                for q in range(OWC):
-                    orow[q] = acc[q] ** inv
-            elif fmode == 2:
-                for ow in range(OW):
-                    for c in range(C):
-                        orow[ow * C + c] = ((acc[ow * C + c] / drow[ow]) * area) ** inv
+            drow = rdiv[od, oh]
+            if C == 1:
+                if fmode == 0:
+                    for ow in range(OW):
+                        orow[ow] = acc[ow] * drow[ow]
+                elif fmode == 1:
+                    for ow in range(OW):
+                        orow[ow] = acc[ow] ** inv
+                elif fmode == 2:
+                    for ow in range(OW):
+                        orow[ow] = ((acc[ow] * drow[ow]) * area) ** inv
+                else:
+                    for ow in range(OW):
+                        orow[ow] = (acc[ow] * drow[ow]) ** inv
             else:
                 for ow in range(OW):
                     for c in range(C):
-                        orow[ow * C + c] = (acc[ow * C + c] / drow[ow]) ** inv
+                        q = _u(ow * C + c)
+                        if fmode == 0:
+                            orow[q] = acc[q] * drow[ow]
+                        elif fmode == 1:
+                            orow[q] = acc[q] ** inv
+                        elif fmode == 2:
+                            orow[q] = ((acc[q] * drow[ow]) * area) ** inv
+                        else:
+                            orow[q] = (acc[q] * drow[ow]) ** inv
 
 
 @_jit
@@ -394,6 +466,16 @@ def scatter_max_backward(g, idx, gx):
     """
     B, O, C = g.shape
     S = gx.shape[1]
+    if C == 1:
+        for b in prange(B):
+            b = np.int64(b)
+            gp = gx[b, :, 0]
+            gp[:] = 0.0
+            ib = idx[b, :, 0]
+            go = g[b, :, 0]
+            for o in range(O):
+                gp[_u(ib[o])] += go[o]
+        return
     cb = 16 if C > 16 else C
     nblk = (C + cb - 1) // cb
     for t in prange(B * nblk):
@@ -406,42 +488,73 @@ def scatter_max_backward(g, idx, gx):
                 gx[b, s, c] = 0.0
         for o in range(O):
             for c in range(c0, c1):
-                gx[b, idx[b, o, c], c] += g[b, o, c]
+                gx[b, _u(idx[b, o, c]), c] += g[b, o, c]
+
+
+@njit(inline="always")
+def _hscatter_interior(buf, acc, ia, ib, base, step, K, d):
+    for k in range(K):
+        off = base + k * d
+        for ow in range(ia, ib):
+            acc[_u(off + ow * step)] += buf[_u(ow)]
 
 
 @_jit
-def sep_avg_backward(g, gx, C, div, p0, c0, p1, c1, p2, c2):
+def sep_avg_backward(g, gx, C, rdiv, p0, c0, p1, c1, lo2, nt2, d2, ia, ib, ibase, istep, K):
     """Adjoint of the separable average: per input row, gather the covering
-    output rows (divided) into a buffer, then the covering columns."""
+    output rows (times 1/div) into a buffer, then scatter it along W through
+    the same window table as the forward pass (fixed order: deterministic)."""
     B, D, H, WC = gx.shape
     OD, OH, OWC = g.shape[1], g.shape[2], g.shape[3]
     OW = OWC // C
-    W = WC // C
     total = B * D * H
     nch = _chunks(total)
     for ch in prange(nch):
         ch = np.int64(ch)
         buf = np.empty(OWC, np.float64)
-        for r in range(ch * total // nch, (ch + 1) * total // nch):
-            b, z, y = _row_of(r, D, H)
+        acc = np.empty(WC, np.float64)
+        r0 = ch * total // nch
+        b, z, y = _row_of(r0, D, H)
+        for r in range(r0, (ch + 1) * total // nch):
+            if r > r0:
+                b, z, y = _next_row(b, z, y, D, H)
             buf[:] = 0.0
             for a in range(p0[z], p0[z + 1]):
                 od = c0[a]
                 for e in range(p1[y], p1[y + 1]):
                     oh = c1[e]
                     grow = g[b, od, oh]
-                    drow = div[od, oh]
-                    for ow in range(OW):
-                        dv = drow[ow]
+                    drow = rdiv[od, oh]
+                    if C == 1:
+                        for ow in range(OW):
+                            buf[ow] += grow[ow] * drow[ow]
+                    else:
+                        for ow in range(OW):
+                            dv = drow[ow]
+                            for c in range(C):
+                                buf[_u(ow * C + c)] += grow[_u(ow * C + c)] * dv
+            acc[:] = 0.0
+            if C == 1:
+                if istep == 1:
+                    _hscatter_interior(buf, acc, ia, ib, ibase, 1, K, d2)
+                elif istep == 2:
+                    _hscatter_interior(buf, acc, ia, ib, ibase, 2, K, d2)
+                else:
+                    _hscatter_interior(buf, acc, ia, ib, ibase, istep, K, d2)
+                for ow in range(0, OW):
+                    if ow >= ia and ow < ib:
+                        continue
+                    for k in range(nt2[ow]):
+                        acc[_u(lo2[ow] + k * d2)] += buf[ow]
+            else:
+                for ow in range(OW):
+                    for k in range(nt2[ow]):
+                        q = (lo2[ow] + k * d2) * C
                         for c in range(C):
-                            buf[ow * C + c] += grow[ow * C + c] / dv
+                            acc[_u(q + c)] += buf[_u(ow * C + c)]
             xrow = gx[b, z, y]
-            for xx in range(W):
-                for c in range(C):
-                    s = 0.0
-                    for q in range(p2[xx], p2[xx + 1]):
-                        s += buf[c2[q] * C + c]
-                    xrow[xx * C + c] = s
+            for w in range(WC):
+                xrow[w] = acc[w]
 
 
 # ----------------------------------------------------------------------------- global, channels-first
@@ -499,3 +612,293 @@ def global_sum_cf(x, out, pmode, p, fmode, divisor):
                 s0 += _lp_term(np.float64(x[b, i]), p, False)
         s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
         out[b] = s / divisor if fmode == 0 else s ** inv
+
+
+# ----------------------------------------------------------------------------- large stride-1 max windows
+#
+# van Herk / Gil-Werman: with blocks of K cells, the max over any window of at
+# most K consecutive cells is max(suffix[a], prefix[e]) of its ends (or one of
+# them when both ends share a block), so each output costs O(1) whatever K.
+# Clipped border windows touch a block start (left) or the array end (right),
+# so the same rule covers them.
+
+
+@njit(inline="always")
+def _vh_pick(P, S, a, e, K):
+    if a // K == e // K:
+        return P[e] if a % K == 0 else S[a]
+    return _maxnan(S[a], P[e])
+
+
+@_jit
+def vh_max_forward(x, out, C, lo1, nt1, K1, lo2, nt2, K2, ia, ib, ibase, istep):
+    """x: (B, H, W*C) planes, out: (B, OH, OW*C); stride and dilation 1 on H and W."""
+    B, H, WC = x.shape
+    OH, OWC = out.shape[1], out.shape[2]
+    W = WC // C
+    OW = OWC // C
+    nch = _chunks(B)
+    for ch in prange(nch):
+        ch = np.int64(ch)
+        P = np.empty((H, WC), x.dtype)
+        S = np.empty((H, WC), x.dtype)
+        row = np.empty(WC, x.dtype)
+        pw = np.empty(WC, x.dtype)
+        sw = np.empty(WC, x.dtype)
+        for b in range(ch * B // nch, (ch + 1) * B // nch):
+            xb = x[b]
+            for y in range(H):
+                if y % K1 == 0:
+                    P[y] = xb[y]
+                else:
+                    for w in range(WC):
+                        P[y, w] = _maxnan(P[y - 1, w], xb[y, w])
+            for y in range(H - 1, -1, -1):
+                if y == H - 1 or (y + 1) % K1 == 0:
+                    S[y] = xb[y]
+                else:
+                    for w in range(WC):
+                        S[y, w] = _maxnan(S[y + 1, w], xb[y, w])
+            for oh in range(OH):
+                a = lo1[oh]
+                e = a + nt1[oh] - 1
+                if a // K1 == e // K1:
+                    if a % K1 == 0:
+                        row[:] = P[e]
+                    else:
+                        row[:] = S[a]
+                else:
+                    for w in range(WC):
+                        row[w] = _maxnan(S[a, w], P[e, w])
+                orow = out[b, oh]
+                if C == 1:
+                    # along a contiguous row, K vectorised passes beat a serial running max
+                    _hmax_row(row, orow, C, OW, lo2, nt2, np.int64(1), ia, ib, ibase, istep, K2)
+                    continue
+                for xx in range(W):
+                    q = xx * C
+                    if xx % K2 == 0:
+                        pw[q:q + C] = row[q:q + C]
+                    else:
+                        for c in range(C):
+                            pw[q + c] = _maxnan(pw[q - C + c], row[q + c])
+                for xx in range(W - 1, -1, -1):
+                    q = xx * C
+                    if xx == W - 1 or (xx + 1) % K2 == 0:
+                        sw[q:q + C] = row[q:q + C]
+                    else:
+                        for c in range(C):
+                            sw[q + c] = _maxnan(sw[q + C + c], row[q + c])
+                for ow in range(OW):
+                    a2 = lo2[ow]
+                    e2 = a2 + nt2[ow] - 1
+                    q = ow * C
+                    if a2 // K2 == e2 // K2:
+                        if a2 % K2 == 0:
+                            orow[q:q + C] = pw[e2 * C:e2 * C + C]
+                        else:
+                            orow[q:q + C] = sw[a2 * C:a2 * C + C]
+                    else:
+                        for c in range(C):
+                            orow[q + c] = _maxnan(sw[a2 * C + c], pw[e2 * C + c])
+
+
+# ----------------------------------------------------------------------------- channels-last direct
+#
+# With C contiguous, each window tap is a C-vector: reducing taps straight into
+# the output pixel vectorises over C and reads the input from cache without
+# the row buffer's extra pass (that buffer, W*C wide, overflows L1).
+
+
+@_jit
+def cl_max_forward(x, out, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2):
+    B, D, H, W, C = x.shape
+    OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    total = B * OD * OH
+    for r in prange(total):
+        r = np.int64(r)
+        b, od, oh = _row_of(r, OD, OH)
+        for ow in range(OW):
+            o = out[b, od, oh, ow]
+            o[:] = x[b, lo0[od], lo1[oh], lo2[ow]]
+            for i in range(nt0[od]):
+                z = lo0[od] + i * d0
+                for j in range(nt1[oh]):
+                    y = lo1[oh] + j * d1
+                    for k in range(nt2[ow]):
+                        v = x[b, z, y, lo2[ow] + k * d2]
+                        for c in range(C):
+                            o[c] = _maxnan(o[c], v[c])
+
+
+@_jit
+def cl_sum_forward(x, out, pmode, p, fmode, rdiv, area, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2):
+    """Channels-last twin of ``sep_sum_forward`` (same pmode/fmode meanings)."""
+    B, D, H, W, C = x.shape
+    OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    total = B * OD * OH
+    nch = _chunks(total)
+    inv = 1.0 / p
+    for ch in prange(nch):
+        ch = np.int64(ch)
+        acc = np.empty(C, np.float64)
+        r0 = ch * total // nch
+        b, od, oh = _row_of(r0, OD, OH)
+        for r in range(r0, (ch + 1) * total // nch):
+            if r > r0:
+                b, od, oh = _next_row(b, od, oh, OD, OH)
+            for ow in range(OW):
+                acc[:] = 0.0
+                for i in range(nt0[od]):
+                    z = lo0[od] + i * d0
+                    for j in range(nt1[oh]):
+                        y = lo1[oh] + j * d1
+                        for k in range(nt2[ow]):
+                            v = x[b, z, y, lo2[ow] + k * d2]
+                            if pmode == 0:
+                                for c in range(C):
+                                    acc[c] += v[c]
+                            else:
+                                for c in range(C):
+                                    acc[c] += _lp_term(np.float64(v[c]), p, pmode == 2)
+                o = out[b, od, oh, ow]
+                dv = rdiv[od, oh, ow]
+                if fmode == 0:
+                    for c in range(C):
+                        o[c] = acc[c] * dv
+                elif fmode == 1:
+                    for c in range(C):
+                        o[c] = acc[c] ** inv
+                elif fmode == 2:
+                    for c in range(C):
+                        o[c] = ((acc[c] * dv) * area) ** inv
+                else:
+                    for c in range(C):
+                        o[c] = (acc[c] * dv) ** inv
+
+
+# ----------------------------------------------------------------------------- max with indices
+#
+# PyTorch scans a window in row-major order with `v > best or isnan(v)`: the
+# first maximum wins, and with NaNs the last NaN.  The separable form keeps
+# that answer: down each column the same rule picks (value, row); across the
+# columns a candidate replaces the best if it is NaN and the best is not or
+# sits on an earlier-or-equal row, or if neither is NaN and it is larger, or
+# equal on an earlier row.
+
+
+@njit(inline="always")
+def _col_wins(v, r, best, br):
+    if v != v:
+        return (best == best) or (r >= br)
+    if best != best:
+        return False
+    return (v > best) or (v == best and r < br)
+
+
+@_jit
+def sep_argmax_forward(x, out, idx, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2):
+    """Channels-first (B, D, H, W) planes; out/idx (B, OD, OH, OW)."""
+    B, D, H, W = x.shape
+    OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    total = B * OD * OH
+    nch = _chunks(total)
+    for ch in prange(nch):
+        ch = np.int64(ch)
+        buf = np.empty(W, x.dtype)
+        brow = np.empty(W, np.int64)
+        r0 = ch * total // nch
+        b, od, oh = _row_of(r0, OD, OH)
+        for r in range(r0, (ch + 1) * total // nch):
+            if r > r0:
+                b, od, oh = _next_row(b, od, oh, OD, OH)
+            first = True
+            for i in range(nt0[od]):
+                z = lo0[od] + i * d0
+                for j in range(nt1[oh]):
+                    y = lo1[oh] + j * d1
+                    row = x[b, z, y]
+                    rid = z * H + y
+                    if first:
+                        buf[:] = row
+                        brow[:] = rid
+                        first = False
+                    else:
+                        for w in range(W):
+                            v = row[w]
+                            take = (v > buf[w]) or (v != v)
+                            buf[w] = v if take else buf[w]
+                            brow[w] = rid if take else brow[w]
+            orow = out[b, od, oh]
+            irow = idx[b, od, oh]
+            for ow in range(OW):
+                c0 = lo2[ow]
+                best = buf[c0]
+                br = brow[c0]
+                bc = c0
+                for k in range(1, nt2[ow]):
+                    cc = c0 + k * d2
+                    if _col_wins(buf[cc], brow[cc], best, br):
+                        best = buf[cc]
+                        br = brow[cc]
+                        bc = cc
+                orow[ow] = best
+                irow[ow] = br * W + bc
+
+
+@_jit
+def cl_argmax_forward(x, out, idx, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2):
+    """Channels-last: taps in row-major order, the rule applied per channel (vectorised over C)."""
+    B, D, H, W, C = x.shape
+    OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    total = B * OD * OH
+    for r in prange(total):
+        r = np.int64(r)
+        b, od, oh = _row_of(r, OD, OH)
+        for ow in range(OW):
+            o = out[b, od, oh, ow]
+            ix = idx[b, od, oh, ow]
+            o[:] = x[b, lo0[od], lo1[oh], lo2[ow]]
+            ix[:] = (lo0[od] * H + lo1[oh]) * W + lo2[ow]
+            for i in range(nt0[od]):
+                z = lo0[od] + i * d0
+                for j in range(nt1[oh]):
+                    y = lo1[oh] + j * d1
+                    for k in range(nt2[ow]):
+                        xx = lo2[ow] + k * d2
+                        v = x[b, z, y, xx]
+                        pos = (z * H + y) * W + xx
+                        for c in range(C):
+                            take = (v[c] > o[c]) or (v[c] != v[c])
+                            o[c] = v[c] if take else o[c]
+                            ix[c] = pos if take else ix[c]
+
+
+# ----------------------------------------------------------------------------- serial twins
+#
+# Waking the thread pool costs tens of microseconds (and milliseconds on a
+# busy machine), more than a tiny input's whole computation, so small calls run
+# a serial compilation of the same kernel body.
+
+SERIAL_BELOW = int(os.environ.get("FASTPOOL_SERIAL_BELOW", 1 << 15))
+
+
+def _serial_twin(kernel):
+    f = kernel.py_func
+    g = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial", f.__defaults__, f.__closure__)
+    g.__qualname__ = f.__qualname__ + "_serial"
+    g.__doc__ = f.__doc__
+    return njit(cache=_CACHE, nogil=True)(g)
+
+
+_SERIAL = {}
+
+
+def pick(kernel, a, b):
+    """The kernel to run for arrays ``a`` and ``b`` (input and output, in either order)."""
+    if a.size + b.size >= SERIAL_BELOW:
+        return kernel
+    twin = _SERIAL.get(kernel)
+    if twin is None:
+        twin = _SERIAL[kernel] = _serial_twin(kernel)
+    return twin

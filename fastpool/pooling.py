@@ -45,13 +45,23 @@ def _max(cn: Canon, axes, want_idx: bool):
     osp = [t.out for t in axes]
     out5 = np.empty(cn.canon_shape(osp), xin.dtype)
     if not want_idx:
-        if out5.size:
-            _cpu.sep_max_forward(flat4(xin), flat4(out5), np.int64(xin.shape[4]), *tables(axes),
+        if out5.size and _running_max_ok(axes):
+            t1, t2 = axes[-2], axes[-1]
+            b, c = xin.shape[0] * xin.shape[1], xin.shape[4]
+            _cpu.pick(_cpu.vh_max_forward, xin, out5)(xin.reshape(b, t1.n, -1), out5.reshape(b, t1.out, -1), np.int64(c),
+                                t1.lo, t1.taps, np.int64(t1.taps.max()),
+                                t2.lo, t2.taps, np.int64(t2.taps.max()), *interior_args(axes)[:4])
+        elif out5.size and xin.shape[4] >= _CL_DIRECT_FROM:
+            _cpu.pick(_cpu.cl_max_forward, xin, out5)(xin, out5, *tables(axes))
+        elif out5.size:
+            _cpu.pick(_cpu.sep_max_forward, xin, out5)(flat4(xin), flat4(out5), np.int64(xin.shape[4]), *tables(axes),
                                  *interior_args(axes))
         return _finish(cn, out5, axes, _out_dtype(cn, "max"))
     idx5 = np.empty(cn.canon_shape(osp), np.int64)
-    if out5.size:
-        _cpu.max_forward(xin, out5, idx5, True, *tables(axes))
+    if out5.size and xin.shape[4] == 1:
+        _cpu.pick(_cpu.sep_argmax_forward, xin, out5)(xin[..., 0], out5[..., 0], idx5[..., 0], *tables(axes))
+    elif out5.size:
+        _cpu.pick(_cpu.cl_argmax_forward, xin, out5)(xin, out5, idx5, *tables(axes))
     out = _finish(cn, out5, axes, _out_dtype(cn, "max"))
     return out, idx5.reshape(out.shape)
 
@@ -80,9 +90,41 @@ def _lp(cn: Canon, axes, p: float, mode: int, div: np.ndarray, area: float, keep
     return _finish(cn, out5, axes, _out_dtype(cn, "lp"))
 
 
+# Channels-last with at least this many channels reduces C-vectors per tap
+# directly; fewer channels go through the row-buffer kernels.
+_CL_DIRECT_FROM = 8
+
+# Below this window the direct separable loops are as fast as running maxima
+# (measured: k3 direct vs van Herk about equal); from here on the running form wins.
+_RUNNING_MAX_FROM = 5
+
+
+def _running_max_ok(axes) -> bool:
+    """van Herk applies: contiguous windows on H and W (dilation 1), none on D,
+    and every window either full (K cells) or touching an end of its axis."""
+    if len(axes) < 2:
+        return False
+    if len(axes) == 3 and (axes[0].taps.max() != 1 or axes[0].out != axes[0].n):
+        return False
+    t1, t2 = axes[-2], axes[-1]
+    if max(int(t1.taps.max()), int(t2.taps.max())) < _RUNNING_MAX_FROM:
+        return False
+    for t in (t1, t2):
+        K = t.taps.max()
+        if t.step != 1 and K > 1:
+            return False
+        if not np.all((t.taps == K) | (t.lo == 0) | (t.lo + t.taps == t.n)):
+            return False
+    return True
+
+
 def _sum_forward(xin, out5, pmode, p, fmode, div, area, axes):
-    _cpu.sep_sum_forward(flat4(xin), flat4(out5), np.int64(xin.shape[4]), pmode, float(p), fmode,
-                         div, float(area), *tables(axes), *interior_args(axes))
+    rdiv = 1.0 / div
+    if xin.shape[4] >= _CL_DIRECT_FROM:
+        _cpu.pick(_cpu.cl_sum_forward, xin, out5)(xin, out5, pmode, float(p), fmode, rdiv, float(area), *tables(axes))
+        return
+    _cpu.pick(_cpu.sep_sum_forward, xin, out5)(flat4(xin), flat4(out5), np.int64(xin.shape[4]), pmode, float(p), fmode,
+                         rdiv, float(area), *tables(axes), *interior_args(axes))
 
 
 def _grad_buffers(cn: Canon, grad_output, axes, op):
@@ -109,14 +151,17 @@ def _max_backward(cn: Canon, axes, grad_output, indices, op):
     idx5 = np.ascontiguousarray(idx, dtype=np.int64).reshape(cn.canon_shape(osp))
     if gx5.size:
         b, c = gx5.shape[0], gx5.shape[4]
-        _cpu.scatter_max_backward(g5.reshape(b, -1, c), idx5.reshape(b, -1, c), gx5.reshape(b, -1, c))
+        _cpu.pick(_cpu.scatter_max_backward, g5, gx5)(g5.reshape(b, -1, c), idx5.reshape(b, -1, c), gx5.reshape(b, -1, c))
     return _to_user(cn, gx5)
 
 
 def _avg_backward(cn: Canon, axes, grad_output, div, op):
     g5, gx5 = _grad_buffers(cn, grad_output, axes, op)
     if gx5.size:
-        _cpu.sep_avg_backward(flat4(g5), flat4(gx5), np.int64(gx5.shape[4]), div, *covers(axes))
+        p0, c0, p1, c1, _, _ = covers(axes)
+        t2 = geo.padded3(axes)[2]
+        _cpu.pick(_cpu.sep_avg_backward, g5, gx5)(flat4(g5), flat4(gx5), np.int64(gx5.shape[4]), 1.0 / div, p0, c0, p1, c1,
+                              t2.lo, t2.taps, np.int64(t2.step), *interior_args(axes))
     return _to_user(cn, gx5)
 
 
@@ -124,7 +169,7 @@ def _lp_backward(cn: Canon, axes, grad_output, p, mode, div, area, op):
     g5, gx5 = _grad_buffers(cn, grad_output, axes, op)
     if gx5.size:
         out5 = _lp(cn, axes, p, mode, div, area, keep5=True)
-        _cpu.lp_backward(g5, kernel_input(cn), out5, gx5, float(p), mode, div, float(area),
+        _cpu.pick(_cpu.lp_backward, g5, gx5)(g5, kernel_input(cn), out5, gx5, float(p), mode, div, float(area),
                          *covers(axes))
     return _to_user(cn, gx5)
 
@@ -375,7 +420,7 @@ def global_avg_pool(x, *, keepdims=True, layout="channels_first"):
     if planes is None:
         return _squeeze(cn, _avg(cn, axes, divisor(axes, "valid")), keepdims)
     out = np.empty(planes.shape[0], compute_dtype(_out_dtype(cn, "avg")))
-    _cpu.global_sum_cf(planes, out, 0, 1.0, 0, float(planes.shape[1]))
+    _cpu.pick(_cpu.global_sum_cf, planes, out)(planes, out, 0, 1.0, 0, float(planes.shape[1]))
     return _squeeze(cn, _finish(cn, out, axes, _out_dtype(cn, "avg")), keepdims)
 
 
@@ -394,7 +439,7 @@ def global_max_pool(x, *, keepdims=True, return_indices=False, layout="channels_
     planes = _global_cf(cn)
     if planes is not None and not _bool("return_indices", return_indices):
         out = np.empty(planes.shape[0], planes.dtype)
-        _cpu.global_max_cf(planes, out)
+        _cpu.pick(_cpu.global_max_cf, planes, out)(planes, out)
         return _squeeze(cn, _finish(cn, out, axes, _out_dtype(cn, "max")), keepdims)
     res = _max(cn, axes, _bool("return_indices", return_indices))
     if isinstance(res, tuple):
@@ -422,7 +467,7 @@ def global_lp_pool(x, norm_type=2.0, *, keepdims=True, layout="channels_first"):
     if planes is None:
         return _squeeze(cn, _lp(cn, axes, p, LP_ONNX, divisor(axes, "valid"), 1.0), keepdims)
     out = np.empty(planes.shape[0], compute_dtype(_out_dtype(cn, "lp")))
-    _cpu.global_sum_cf(planes, out, 1, p, 1, 1.0)
+    _cpu.pick(_cpu.global_sum_cf, planes, out)(planes, out, 1, p, 1, 1.0)
     return _squeeze(cn, _finish(cn, out, axes, _out_dtype(cn, "lp")), keepdims)
 
 
