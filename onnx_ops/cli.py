@@ -78,7 +78,7 @@ def _literal(node, owner):
 
 
 def parse_shape(text: str) -> tuple:
-    parts = [p for p in text.replace("x", ",").replace(" ", "").strip("()[]").split(",") if p]
+    parts = [p for p in text.replace(" ", "").strip("()[]").split(",") if p]
     try:
         shape = tuple(int(p) for p in parts)
     except ValueError:
