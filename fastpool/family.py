@@ -273,7 +273,7 @@ def _frac_samples(cn: Canon, nd, samples, rng, T):
             )
         smp = np.asarray(smp, dtype=T)
         if smp.size and not (np.all(smp >= 0) and np.all(smp < 1)):
-            bad = smp[~((smp >= 0) & (smp < 1))].ravel()[0]
+            bad = smp[~((smp >= 0) & (smp < 1))].ravel()[0].item()
             raise PoolingError(f"samples must lie in [0, 1), got {bad!r}")
     return smp
 
@@ -380,7 +380,7 @@ def _check_nonneg(cn: Canon):
     if v.dtype.kind == "f":
         ok = np.isfinite(v) & (v >= 0)
         if not ok.all():
-            bad = v[~ok].ravel()[0]
+            bad = v[~ok].ravel()[0].item()
             raise PoolingError(
                 f"x must be finite and non-negative for stochastic pooling (probabilities are "
                 f"proportional to values; apply a ReLU first), got {bad!r}"
@@ -388,7 +388,7 @@ def _check_nonneg(cn: Canon):
     elif v.min() < 0:
         raise PoolingError(
             f"x must be non-negative for stochastic pooling (probabilities are proportional "
-            f"to values; apply a ReLU first), got {v.min()!r}"
+            f"to values; apply a ReLU first), got {v.min().item()!r}"
         )
 
 
@@ -491,7 +491,7 @@ def _alpha(alpha, cn: Canon, nd):
         raise PoolingError(f"alpha must be a scalar or have one value per channel, shape ({C},); got {a.shape}")
     a = a.astype(np.float64)
     if not np.isfinite(a).all():
-        raise PoolingError(f"alpha must be finite, got {a[~np.isfinite(a)][0]!r}")
+        raise PoolingError(f"alpha must be finite, got {a[~np.isfinite(a)][0].item()!r}")
     if cn.layout == "channels_first":
         a = a.reshape((C,) + (1,) * nd)
     return a, True
@@ -666,14 +666,14 @@ def _boxes(boxes, n_images, T):
     bid = rois[:, 0]
     ok = np.isfinite(bid) & (bid == np.floor(bid))
     if not ok.all():
-        bad = bid[~ok][0]
+        bad = bid[~ok][0].item()
         raise PoolingError(f"boxes' batch indices must be integers, got {bad!r}")
     if bid.size and (bid.min() < 0 or bid.max() >= n_images):
         bad = bid.min() if bid.min() < 0 else bid.max()
         raise PoolingError(f"boxes' batch indices must lie in [0, {n_images}) (x has {n_images} images), got {int(bad)}")
     coords = rois[:, 1:].astype(T)
     if not np.isfinite(coords).all():
-        bad = rois[:, 1:][~np.isfinite(coords)][0]
+        bad = rois[:, 1:][~np.isfinite(coords)][0].item()
         raise PoolingError(f"box coordinates must be finite (in x's precision), got {bad!r}")
     return bid.astype(np.int64), coords
 

@@ -273,3 +273,7 @@ class Sequential:
     def __repr__(self):
         inner = ",\n  ".join(repr(layer) for layer in self.layers)
         return f"Sequential(\n  {inner}\n)"
+
+from .layers_family import *  # noqa: E402,F401,F403
+from .layers_family import __all__ as _family_all  # noqa: E402
+__all__ += _family_all
