@@ -13,14 +13,21 @@ Facts this module relies on (measured with onnx 1.23.2 / onnxruntime 1.31.1):
   ``ceil_mode`` case (the "last window must start inside the input or the left
   padding" rule); ONNX *shape inference* before the opset-22 versions of these
   ops does not apply that rule, so ``ceil_mode=1`` is only emitted where the
-  two agree.  Elsewhere the ceil-mode overhang becomes extra end padding (exact
-  for max, Lp and average without counted padding), or a decomposition.
+  two agree.  Elsewhere floor mode gets the end padding that yields exactly
+  fastpool's window count (exact for max and Lp, and for average unless that
+  padding grows and counts), or the layer is decomposed.
 * ORT rejects ``pads >= kernel_shape``; such padding becomes an explicit
   ``Pad`` (max: -inf, Lp: 0) or a decomposition (average).
 * ORT has no float64 AveragePool/LpPool/Global*Pool kernels, no opset-22
   GlobalLpPool kernel, and AveragePool has ``dilations`` only from opset 19.
 * ``auto_pad`` is never emitted: ORT ignores dilation when computing SAME
   padding.  "same" padding is resolved by fastpool's geometry into explicit pads.
+* MaxPool's ``Indices`` are flat over (N, C, *spatial); ``Mod`` by the plane size
+  gives fastpool's per-plane offsets (and, after an explicit Pad, Div/Mod/Sub map
+  padded offsets back to the unpadded plane).
+* ORT fuses MatMul followed by Mul/Div by a one-element constant into
+  FusedMatMul with a float32 ``alpha``, even in float64 graphs, so divisors are
+  folded into the window matrices instead.
 
 Decompositions compute in float64 (sums of 0/1 window matrices applied per
 axis with MatMul, per-bin Slice + ReduceMax/ArgMax), then round once to the
@@ -37,6 +44,7 @@ from onnx import helper, numpy_helper
 
 from fastpool import _geometry as geo
 from fastpool._spec import CHANNELS_LAST, window_spec
+
 from .errors import ExportError
 
 MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 18, 22, 21
@@ -352,8 +360,7 @@ class NativeWindow:
     explicit_pad: bool   # pads must go into a Pad node (onnxruntime rejects pads >= kernel)
 
 
-def _native_window(b: Builder, spec, axes, *, extend_ok: bool, pad_node_ok: bool,
-                   with_dilations: bool = True):
+def _native_window(b: Builder, spec, axes, *, extend_ok: bool, pad_node_ok: bool):
     """Attributes under which an ONNX pool node reads fastpool's windows, or a reason why not.
 
     ``extend_ok``: extra end padding is harmless (max, Lp, average without counted padding).
@@ -392,7 +399,7 @@ def _native_window(b: Builder, spec, axes, *, extend_ok: bool, pad_node_ok: bool
         assert all(geo.output_length(t.n, k[a], s[a], d[a], pb[a], pe[a], False) == t.out
                    for a, t in enumerate(axes))
     attrs = dict(kernel_shape=list(k), strides=list(s), pads=pb + pe)
-    if with_dilations and any(v != 1 for v in d):
+    if any(v != 1 for v in d):
         attrs["dilations"] = list(d)
     if ceil:
         attrs["ceil_mode"] = 1

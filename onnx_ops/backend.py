@@ -20,8 +20,9 @@ Semantics notes:
 * ``auto_pad``: ``SAME_UPPER`` puts the odd padding cell at the end, ``SAME_LOWER``
   at the beginning, both giving ``ceil(n / stride)`` outputs and accounting for
   dilation (onnxruntime ignores dilation there: a known divergence); ``VALID``
-  is no padding.  With ``auto_pad`` other than ``NOTSET`` the spec's output
-  formulas apply and ``ceil_mode`` has no effect.
+  is no padding.  ``ceil_mode`` applies with every ``auto_pad``, as in ONNX shape
+  inference and onnxruntime (with SAME padding it cannot change the count; with
+  VALID it can, although the operator docs' VALID formula ignores it).
 * ``ceil_mode`` output lengths use the rule of ONNX opset >= 19 (onnx PR #5741)
   for every opset: a last window starting in the end padding is dropped.
   onnxruntime computes the same lengths.
@@ -206,7 +207,7 @@ class PoolNode:
     # ------------------------------------------------------------------ execution
 
     def padding(self, spatial) -> tuple:
-        """Per-axis (begin, end) pads for the input's spatial sizes, and whether ceil_mode applies."""
+        """Per-axis (begin, end) pads for the input's spatial sizes."""
         a = self.attrs
         k = list(a["kernel_shape"])
         nd = len(k)
@@ -215,16 +216,16 @@ class PoolNode:
         mode = a.get("auto_pad", "NOTSET")
         if mode == "NOTSET":
             p = list(a.get("pads") or [0] * (2 * nd))
-            return tuple((p[i], p[nd + i]) for i in range(nd)), bool(a.get("ceil_mode", 0))
+            return tuple((p[i], p[nd + i]) for i in range(nd))
         if mode == "VALID":
-            return ((0, 0),) * nd, False
+            return ((0, 0),) * nd
         pairs = []
         for i, n in enumerate(spatial):
             out = -(-n // s[i])
             total = max((out - 1) * s[i] + d[i] * (k[i] - 1) + 1 - n, 0)
             small, big = total // 2, total - total // 2
             pairs.append((small, big) if mode == "SAME_UPPER" else (big, small))
-        return tuple(pairs), False
+        return tuple(pairs)
 
     def __call__(self, inputs) -> list:
         x = inputs[0]
@@ -247,7 +248,8 @@ class PoolNode:
         k = tuple(a["kernel_shape"])
         s = tuple(a.get("strides") or (1,) * nd)
         d = tuple(a.get("dilations") or (1,) * nd)
-        pads, ceil = self.padding(x.shape[2:])
+        pads = self.padding(x.shape[2:])
+        ceil = bool(a.get("ceil_mode", 0))
         if op == "MaxPool":
             fn = getattr(fp, f"max_pool{nd}d")
             if not self.want_indices:

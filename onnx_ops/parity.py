@@ -92,13 +92,13 @@ def compare(name, expected, actual, rtol=None, atol=None) -> Comparison:
     return c
 
 
-def _fmt(v) -> str:
+def _fmt(v, digits=3) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
         if v == 0:
             return "0"
-        return f"{v:.3g}"
+        return f"{v:.{digits}g}"
     return str(v)
 
 
@@ -118,7 +118,8 @@ def table(rows, headers) -> str:
 def comparison_cells(c: Comparison) -> list:
     worst = "-"
     if c.worst_index is not None:
-        worst = f"{_shape(c.worst_index)}: {_fmt(c.expected_value)} vs {_fmt(c.actual_value)}"
+        worst = (f"{_shape(c.worst_index)}: {_fmt(c.expected_value, 8)} vs "
+                 f"{_fmt(c.actual_value, 8)}")
     return [c.name, _shape(c.expected_shape), _shape(c.actual_shape), c.dtype,
             _fmt(c.max_abs), _fmt(c.max_rel), worst, "ok" if c.ok else "MISMATCH"]
 

@@ -71,6 +71,10 @@ _CASES = [
     ("MaxPool", dict(kernel_shape=[3, 2], strides=[2, 3], auto_pad="SAME_LOWER"), S2, 11, True),
     ("MaxPool", dict(kernel_shape=[4, 3], strides=[2, 2], auto_pad="SAME_LOWER"), S2, 21, False),
     ("MaxPool", dict(kernel_shape=[3, 2], strides=[2, 3], auto_pad="VALID"), S2, 21, True),
+    ("MaxPool", dict(kernel_shape=[3, 2], strides=[2, 3], auto_pad="VALID", ceil_mode=1), S2, 21, True),
+    ("MaxPool", dict(kernel_shape=[3, 2], strides=[2, 3], auto_pad="SAME_UPPER", ceil_mode=1), S2, 21, True),
+    ("AveragePool", dict(kernel_shape=[3, 2], strides=[2, 3], auto_pad="SAME_LOWER",
+                         count_include_pad=1), S2, 21, False),
     ("MaxPool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), S2, 1, False),
     # AveragePool: count_include_pad defaults to 0
     ("AveragePool", dict(kernel_shape=[3, 3], pads=[1, 2, 0, 1]), S2, 7, False),
