@@ -202,7 +202,7 @@ def main_check(argv=None) -> int:
             return EXIT_USAGE
     try:
         report = check_model_nodes(model, feeds, rtol=args.rtol, atol=args.atol,
-                                   seed=args.seed, dim=args.dim)
+                                   seed=args.seed, dim=args.dim, label=args.model)
     except PoolingError as e:
         print(f"fastpool check: error: {e}", file=sys.stderr)
         return EXIT_USAGE

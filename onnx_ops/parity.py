@@ -76,17 +76,20 @@ def compare(name, expected, actual, rtol=None, atol=None) -> Comparison:
         diff = np.where(np.isinf(ef) & (ef == af), 0.0, diff)
         rel = diff / np.maximum(np.abs(np.where(en, 0.0, ef)), np.finfo(np.float64).tiny)
         rel = np.where(diff == 0, 0.0, rel)
-        excess = diff - (atol + rtol * np.abs(np.where(en, 0.0, ef)))
+        rel = np.where(np.isinf(ef) & (diff > 0), np.inf, rel)
+        tol = np.where(np.isinf(ef), 0.0, atol + rtol * np.abs(np.where(en, 0.0, ef)))
+        # the worst element uses most of its tolerance (an exact comparison: any difference)
+        ratio = np.where(tol > 0, diff / np.where(tol > 0, tol, 1.0), np.where(diff > 0, np.inf, 0.0))
     c.max_abs = float(diff.max())
     c.max_rel = float(rel.max())
-    worst = np.unravel_index(int(np.argmax(excess)), e.shape)
+    worst = np.unravel_index(int(np.argmax(ratio)), e.shape)
     c.worst_index = tuple(int(i) for i in worst)
     c.expected_value = e[worst].item()
     c.actual_value = a[worst].item()
-    if bool((excess > 0).any()):
+    bad = diff > tol
+    if bool(bad.any()):
         c.ok = False
-        n_bad = int((excess > 0).sum())
-        c.note = (c.note + "; " if c.note else "") + f"{n_bad} of {e.size} elements differ"
+        c.note = (c.note + "; " if c.note else "") + f"{int(bad.sum())} of {e.size} elements differ"
         if (en ^ an).any():
             c.note += " (NaN on one side: onnxruntime's max ignores NaN)"
     return c
@@ -118,8 +121,8 @@ def table(rows, headers) -> str:
 def comparison_cells(c: Comparison) -> list:
     worst = "-"
     if c.worst_index is not None:
-        worst = (f"{_shape(c.worst_index)}: {_fmt(c.expected_value, 8)} vs "
-                 f"{_fmt(c.actual_value, 8)}")
+        worst = (f"{_shape(c.worst_index)}: {_fmt(c.expected_value, 9)} vs "
+                 f"{_fmt(c.actual_value, 9)}")
     return [c.name, _shape(c.expected_shape), _shape(c.actual_shape), c.dtype,
             _fmt(c.max_abs), _fmt(c.max_rel), worst, "ok" if c.ok else "MISMATCH"]
 
@@ -282,7 +285,8 @@ class NodeCheckReport:
         return "\n".join([head, table(rows, headers), *notes, f"parity: {verdict}"])
 
 
-def check_model_nodes(model, inputs=None, *, rtol=None, atol=None, seed=0, dim=1) -> NodeCheckReport:
+def check_model_nodes(model, inputs=None, *, rtol=None, atol=None, seed=0, dim=1,
+                      label=None) -> NodeCheckReport:
     """Run every pooling node of ``model`` in fastpool and onnxruntime and compare.
 
     The whole graph runs once in onnxruntime with the pooling nodes' inputs and
@@ -290,7 +294,7 @@ def check_model_nodes(model, inputs=None, *, rtol=None, atol=None, seed=0, dim=1
     :mod:`onnx_ops.backend`) on the very input onnxruntime gave it.  ``inputs``
     maps graph input names (or ``arr_0``, ``arr_1``, ... in graph order) to
     arrays; missing means random NaN-free data with symbolic dimensions set to
-    ``dim``.
+    ``dim``.  ``label`` names the model in the report (default: the graph's name).
     """
     import onnx
     import onnxruntime as ort
@@ -308,7 +312,8 @@ def check_model_nodes(model, inputs=None, *, rtol=None, atol=None, seed=0, dim=1
     inits = {t.name: t for t in g.initializer}
     graph_inputs = [vi for vi in g.input if vi.name not in inits]
     feeds, how = _feeds(graph_inputs, inputs, seed, dim)
-    report = NodeCheckReport(g.name or "model", int(opset), how, onnxruntime_version=ort.__version__)
+    report = NodeCheckReport(label or g.name or "model", int(opset), how,
+                             onnxruntime_version=ort.__version__)
     pool_nodes = [n for n in g.node if n.domain in ("", "ai.onnx") and (n.op_type in POOL_OPS or n.op_type in PENDING_OPS)]
     if not pool_nodes:
         return report
