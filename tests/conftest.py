@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import os
 
+# Tiny test arrays would otherwise run the serial twins of the kernels; the
+# suite exercises the parallel kernels, and test_serial.py the twins.
+os.environ.setdefault("FASTPOOL_SERIAL_BELOW", "0")
+
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
