@@ -53,6 +53,7 @@ WINDOWS = {
     "ceil_overhang": lambda nd: (2, 2, 0, 1, True),
     "ceil_asym_dil": lambda nd: (2, _ax((3, 2, 2), nd), _ax(((1, 0), (0, 1), (1, 1)), nd), 2, True),
     "big_pad": lambda nd: (3, 3, 2, 1, False),
+    "mixed_pad_ceil": lambda nd: (3, _ax((1, 2, 2), nd), _ax(((2, 1), 1, (0, 2)), nd), 1, True),
 }
 LP_WINDOWS = ("k2", "tuples", "asym_pad", "same_dil", "ceil", "ceil_asym_dil")
 
