@@ -87,6 +87,14 @@ def three(sizes) -> tuple:
     return (1,) * (3 - len(sizes)) + sizes
 
 
+def check_rank(shape, nd: int, name: str = "x") -> None:
+    if len(shape) not in (nd + 1, nd + 2) or nd > 3:
+        raise PoolingError(
+            f"{name} must be {nd + 2}-D (batched) or {nd + 1}-D (unbatched) for {nd}-D pooling, "
+            f"got {len(shape)}-D with shape {tuple(shape)}"
+        )
+
+
 def canonical(x, nd: int, layout: str, allow_int: bool, name: str = "x") -> Canon:
     x = as_array(x, name)
     check_dtype(x, allow_int, name)
@@ -94,11 +102,7 @@ def canonical(x, nd: int, layout: str, allow_int: bool, name: str = "x") -> Cano
         if x.ndim < 3:
             raise PoolingError(f"{name} must be (N, C, *spatial) with at least one spatial axis, got {x.ndim}-D")
         nd = x.ndim - 2
-    if x.ndim not in (nd + 1, nd + 2) or nd > 3:
-        raise PoolingError(
-            f"{name} must be {nd + 2}-D (batched) or {nd + 1}-D (unbatched) for {nd}-D pooling, "
-            f"got {x.ndim}-D with shape {x.shape}"
-        )
+    check_rank(x.shape, nd, name)
     dt = x.dtype.newbyteorder("=") if x.dtype.byteorder not in "=|" else x.dtype
     batched = x.ndim == nd + 2
     if layout == CHANNELS_FIRST:

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _cpu
 from . import _geometry as geo
-from ._core import (Canon, canon_grad, canonical, check_grad, check_indices, compute_dtype,
+from ._core import (Canon, canon_grad, canonical, check_rank, check_grad, check_indices, compute_dtype,
                     covers, divisor, flat4, float_backward_input, interior_args, kernel_input,
                     public, tables)
 from ._spec import (AdaptiveSpec, adaptive_spec, is_int, norm_type_value, normalize_layout,
@@ -487,6 +487,7 @@ def output_shape(spec, x_shape, nd=None):
         nd = spec.nd
     layout = spec.layout if hasattr(spec, "layout") else "channels_first"
     x_shape = tuple(x_shape)
+    check_rank(x_shape, nd, "input_shape")
     sp = x_shape[len(x_shape) - nd:] if layout == "channels_first" else x_shape[len(x_shape) - nd - 1:-1]
     axes = geo.plan(spec, sp)
     if layout == "channels_first":
