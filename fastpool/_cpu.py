@@ -240,8 +240,9 @@ def lp_backward(g, x, out, gx, p, mode, div, area, p0, c0, p1, c1, p2, c2):
 
 @njit(inline="always")
 def _maxnan(a, b):
-    # PyTorch's update: a later value wins if larger or NaN, so NaN propagates
-    return b if (b > a) or (b != b) else a
+    # PyTorch's update: a later value wins if larger or NaN, so NaN propagates;
+    # bitwise '|' keeps it one select (no short-circuit branch) for the vectoriser
+    return b if (b > a) | (b != b) else a
 
 
 @njit(inline="always")
@@ -281,22 +282,41 @@ def _u(i):
 
 @njit(inline="always")
 def _hmax_interior(buf, orow, ia, ib, base, step, K, d):
-    for ow in range(ia, ib):
-        orow[_u(ow)] = buf[_u(base + ow * step)]
-    for k in range(1, K):
-        off = base + k * d
+    # the common 2- and 3-tap windows in one pass (measured 2x over tap-outer)
+    if K == 2:
         for ow in range(ia, ib):
-            orow[_u(ow)] = _maxnan(orow[_u(ow)], buf[_u(off + ow * step)])
+            q = base + ow * step
+            orow[_u(ow)] = _maxnan(buf[_u(q)], buf[_u(q + d)])
+    elif K == 3:
+        for ow in range(ia, ib):
+            q = base + ow * step
+            orow[_u(ow)] = _maxnan(_maxnan(buf[_u(q)], buf[_u(q + d)]), buf[_u(q + 2 * d)])
+    else:
+        for ow in range(ia, ib):
+            orow[_u(ow)] = buf[_u(base + ow * step)]
+        for k in range(1, K):
+            off = base + k * d
+            for ow in range(ia, ib):
+                orow[_u(ow)] = _maxnan(orow[_u(ow)], buf[_u(off + ow * step)])
 
 
 @njit(inline="always")
 def _hsum_interior(buf, acc, ia, ib, base, step, K, d):
-    for ow in range(ia, ib):
-        acc[_u(ow)] = buf[_u(base + ow * step)]
-    for k in range(1, K):
-        off = base + k * d
+    if K == 2:
         for ow in range(ia, ib):
-            acc[_u(ow)] += buf[_u(off + ow * step)]
+            q = base + ow * step
+            acc[_u(ow)] = buf[_u(q)] + buf[_u(q + d)]
+    elif K == 3:
+        for ow in range(ia, ib):
+            q = base + ow * step
+            acc[_u(ow)] = (buf[_u(q)] + buf[_u(q + d)]) + buf[_u(q + 2 * d)]
+    else:
+        for ow in range(ia, ib):
+            acc[_u(ow)] = buf[_u(base + ow * step)]
+        for k in range(1, K):
+            off = base + k * d
+            for ow in range(ia, ib):
+                acc[_u(ow)] += buf[_u(off + ow * step)]
 
 
 @njit(inline="always")
