@@ -10,8 +10,8 @@ first dispatch of *any* cached Numba function (Numba then imports its NumPy
 support, which imports SciPy's BLAS when SciPy is installed).  On a busy or
 slow machine that floor alone can exceed the limit, so the limit grows with a
 floor measured here, in the same way, on a trivial cached parallel kernel.  A
-process that recompiled fastpool's kernels would take seconds more than the
-floor, and the cache-miss count catches it exactly.
+process that recompiled fastpool's kernels would take seconds more than that,
+and the cache-miss count, which does not depend on timing, catches it exactly.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 LIMIT_S = 1.5      # "well under a second" on a quiet machine, with headroom for slow CI
-OVER_FLOOR_S = 0.5  # what fastpool may add to Numba's own cached-startup floor
+FLOOR_FACTOR = 1.75  # fastpool's startup against Numba's own cached-startup floor, which
+                     # scales with the machine's speed and load; recompiling costs seconds more
 
 FASTPOOL_CHILD = r"""
 import json, time
@@ -37,12 +38,12 @@ x = np.arange(2 * 3 * 8 * 8, dtype=np.float32).reshape(2, 3, 8, 8)
 out = fastpool.max_pool2d(x, 3, stride=2, padding=1)
 t2 = time.perf_counter()
 assert out.shape == (2, 3, 4, 4) and float(out[0, 0, 0, 0]) == 9.0
+import gc
 from numba.core.dispatcher import Dispatcher
-from fastpool import _cpu
+# every fastpool kernel, wherever it is kept (module attributes or lazily built variants)
 hits = misses = 0
-for name in dir(_cpu):
-    d = getattr(_cpu, name)
-    if isinstance(d, Dispatcher):
+for d in gc.get_objects():
+    if isinstance(d, Dispatcher) and d.py_func.__module__.startswith("fastpool"):
         hits += sum(d.stats.cache_hits.values())
         misses += sum(d.stats.cache_misses.values())
 print(json.dumps({"import_s": t1 - t0, "first_call_s": t2 - t1, "total_s": t2 - t0,
@@ -95,33 +96,37 @@ def _fmt(r):
 
 
 def test_fresh_process_loads_cached_kernels(tmp_path):
-    floor_dir = tmp_path / "floor"
-    floor_dir.mkdir()
-    (floor_dir / "floor_kernel.py").write_text(textwrap.dedent(FLOOR_MODULE))
-
-    # warm-up in the same test: whatever ran before, the caches now hold these calls' kernels
+    # warm-up in the same test: whatever ran before, the cache now holds this call's kernels
     warm = _child(FASTPOOL_CHILD, tmp_path)
     assert Path(warm["module"]).resolve().is_relative_to(REPO)
     print(f"\nwarm-up process: {_fmt(warm)} (hits {warm['hits']}, misses {warm['misses']})")
-    _child(FLOOR_CHILD, tmp_path, floor_dir)
 
-    # a busy machine can stall one process; a recompiling process is slow every time
-    runs, floors = [], []
-    for _ in range(3):
-        runs.append(_child(FASTPOOL_CHILD, tmp_path))
+    fresh = _child(FASTPOOL_CHILD, tmp_path)
+    print(f"fresh fastpool process: {_fmt(fresh)} (hits {fresh['hits']}, misses {fresh['misses']})")
+    assert fresh["misses"] == 0, f"a fresh process compiled {fresh['misses']} kernel(s) instead of loading them"
+    assert fresh["hits"] >= 1, "no kernel came from the on-disk cache"
+    if fresh["total_s"] < LIMIT_S:
+        return
+
+    # Over the plain limit: measure what any cached Numba kernel costs here, and
+    # retry, since a busy machine can stall one process while a recompiling one is
+    # slow every time.
+    floor_dir = tmp_path / "floor"
+    floor_dir.mkdir()
+    (floor_dir / "floor_kernel.py").write_text(textwrap.dedent(FLOOR_MODULE))
+    _child(FLOOR_CHILD, tmp_path, floor_dir)  # compiles and caches the trivial kernel
+    runs, floors = [fresh], []
+    for _ in range(2):
         floors.append(_child(FLOOR_CHILD, tmp_path, floor_dir))
-        print(f"fresh fastpool process: {_fmt(runs[-1])}; "
-              f"trivial cached Numba kernel: {_fmt(floors[-1])}")
-        if runs[-1]["total_s"] < LIMIT_S:
+        print(f"trivial cached Numba kernel: {_fmt(floors[-1])}")
+        best, floor = min(r["total_s"] for r in runs), min(f["total_s"] for f in floors)
+        limit = max(LIMIT_S, FLOOR_FACTOR * floor)
+        if best < limit:
             break
-
-    for r in runs:
-        assert r["misses"] == 0, f"a fresh process compiled {r['misses']} kernel(s) instead of loading them"
-        assert r["hits"] >= 1, "no kernel came from the on-disk cache"
-
+        runs.append(_child(FASTPOOL_CHILD, tmp_path))
+        print(f"fresh fastpool process: {_fmt(runs[-1])}")
+        assert runs[-1]["misses"] == 0
     best = min(r["total_s"] for r in runs)
-    floor = min(f["total_s"] for f in floors)
-    limit = max(LIMIT_S, floor + OVER_FLOOR_S)
     print(f"best fastpool startup {best:.3f} s; Numba's cached-startup floor here {floor:.3f} s; "
           f"limit {limit:.3f} s")
     assert best < limit, (
