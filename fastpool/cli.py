@@ -55,8 +55,8 @@ def demo(argv=None) -> int:
     print("output", y.shape, "gradient", g.shape, g.dtype)
 
     steps = [
-        ("max_pool2d k3 s2 p1", lambda: fp.max_pool2d(x, 3, 2, 1), lambda: npb.max_pool(x, 2, 3, 2, 1)),
-        ("avg_pool2d k2 s2", lambda: fp.avg_pool2d(x, 2), lambda: npb.avg_pool(x, 2, 2)),
+        ("max_pool2d k3 s2 p1", lambda: fp.max_pool2d(x, 3, 2, 1), lambda: npb.max_pool_separable(x, 2, 3, 2, 1)),
+        ("avg_pool2d k2 s2", lambda: fp.avg_pool2d(x, 2), lambda: npb.avg_pool_separable(x, 2, 2)),
         ("global_avg_pool", lambda: fp.global_avg_pool(x), lambda: npb.global_avg_pool(x, 2)),
     ]
     print(f"\n{'op':24s} {'fastpool':>10s} {'NumPy':>10s} {'speed-up':>9s}  max |diff|")
