@@ -211,6 +211,12 @@ def stoch_infer_backward(g, x, out, ssum, gx, p0, c0, p1, c1, p2, c2):
 # ----------------------------------------------------------------------------- RoI pool
 
 
+@njit(inline="always")
+def _u(i):
+    # an unsigned index skips Numba's negative-index wraparound in inner loops
+    return np.uint64(i)
+
+
 @_jit
 def roi_pool_forward(x, out, arg, batch, hs, he, ws, we, neg, zero):
     """torchvision's roi_pool: max over integer bins ``[hs, he) x [ws, we)``.
@@ -218,55 +224,79 @@ def roi_pool_forward(x, out, arg, batch, hs, he, ws, we, neg, zero):
     A non-empty bin starts from ``neg`` (-FLT_MAX) and keeps strictly larger
     values (NaN is skipped, as in torchvision and onnxruntime); an empty bin
     gives ``zero`` and argmax -1.  ``arg`` is the flat ``h * W + w`` position.
+    Work runs plane by plane (one (n, p) plane is a contiguous (H, W, Q)
+    block); channels-last keeps the channels innermost.
     """
     N, P, H, W, Q = x.shape
     K, PH, PW = out.shape[0], out.shape[2], out.shape[3]
+    x3 = x.reshape(N, P, H * W * Q)
     for f in prange(K * PH):
         f = np.int64(f)
         k = f // PH
         ph = f - k * PH
         n = batch[k]
         h0, h1 = hs[k, ph], he[k, ph]
-        for pw in range(PW):
-            w0, w1 = ws[k, pw], we[k, pw]
-            empty = (h1 <= h0) or (w1 <= w0)
-            for p in range(P):
-                for q in range(Q):
+        for p in range(P):
+            xp = x3[n, p]
+            for pw in range(PW):
+                w0, w1 = ws[k, pw], we[k, pw]
+                empty = (h1 <= h0) or (w1 <= w0)
+                if Q == 1:
                     best = zero if empty else neg
                     besti = -1
                     for h in range(h0, h1):
                         for w in range(w0, w1):
-                            v = x[n, p, h, w, q]
+                            v = xp[_u(h * W + w)]
                             if v > best:
                                 best = v
                                 besti = h * W + w
-                    out[k, p, ph, pw, q] = best
-                    arg[k, p, ph, pw, q] = besti
+                    out[k, p, ph, pw, 0] = best
+                    arg[k, p, ph, pw, 0] = besti
+                    continue
+                orow = out[k, p, ph, pw]
+                arow = arg[k, p, ph, pw]
+                for q in range(Q):
+                    orow[q] = zero if empty else neg
+                    arow[q] = -1
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        base = (h * W + w) * Q
+                        for q in range(Q):
+                            v = xp[_u(base + q)]
+                            if v > orow[q]:
+                                orow[q] = v
+                                arow[q] = h * W + w
 
 
 @_jit
 def roi_pool_backward(g, arg, gx, ptr, order):
-    """Each task owns one input plane (n, p, q) and adds its RoIs' gradients in
-    RoI order, then bin order (torchvision's order)."""
+    """Each task owns the cells of one image and channel block, and adds its RoIs'
+    gradients in RoI order, then bin order (torchvision's order per cell)."""
     N, P, H, W, Q = gx.shape
     PH, PW = g.shape[2], g.shape[3]
-    for t in prange(N * P * Q):
+    qb = 64 if Q > 64 else Q   # channel block: long vector loops, still several tasks per image
+    nq = (Q + qb - 1) // qb
+    for t in prange(N * P * nq):
         t = np.int64(t)
-        n = t // (P * Q)
-        r = t - n * (P * Q)
-        p = r // Q
-        q = r - p * Q
-        for h in range(H):
-            for w in range(W):
-                gx[n, p, h, w, q] = 0
+        n = t // (P * nq)
+        r = t - n * (P * nq)
+        p = r // nq
+        q0 = (r - p * nq) * qb
+        q1 = min(Q, q0 + qb)
+        gp = gx[n, p].reshape(H * W * Q)
+        for i in range(H * W):
+            for q in range(q0, q1):
+                gp[_u(i * Q + q)] = 0
         for e in range(ptr[n], ptr[n + 1]):
             k = order[e]
             for ph in range(PH):
                 for pw in range(PW):
-                    a = arg[k, p, ph, pw, q]
-                    if a >= 0:
-                        h = a // W
-                        gx[n, p, h, a - h * W, q] += g[k, p, ph, pw, q]
+                    arow = arg[k, p, ph, pw]
+                    grow = g[k, p, ph, pw]
+                    for q in range(q0, q1):
+                        a = arow[q]
+                        if a >= 0:
+                            gp[_u(a * Q + q)] += grow[q]
 
 
 # ----------------------------------------------------------------------------- RoI align
@@ -276,79 +306,117 @@ def roi_pool_backward(g, arg, gx, ptr, order):
 # one row per (bin, sample) along each axis (torchvision's arithmetic, in the
 # input's precision); ``lo == -1`` marks a sample outside [-1, size], which
 # contributes nothing.  Rows of RoI k start at ``yoff[k]`` (``gh[k]`` samples
-# per bin) and ``xoff[k]``.
+# per bin) and ``xoff[k]``.  Kernels combine them into torchvision's
+# per-sample (position, weight) lists, shared by every channel.
+
+
+@njit(inline="always")
+def _row_samples(k, ph, PW, W, Q, yoff, gh, xoff, gw, ylo, yhi, ly, hy, xlo, xhi, lx, hx,
+                 pos, wts, start):
+    """Fill the valid samples of bin row ``ph`` of RoI ``k``, in (pw, iy, ix) order:
+    ``pos[i, :]`` flat (h*W + w)*Q offsets of the four corners, ``wts[i, :]`` their weights;
+    bin ``pw`` owns ``start[pw]:start[pw + 1]``."""
+    i = 0
+    for pw in range(PW):
+        start[pw] = i
+        for iy in range(gh[k]):
+            ty = yoff[k] + ph * gh[k] + iy
+            if ylo[ty] < 0:
+                continue
+            for ix in range(gw[k]):
+                tx = xoff[k] + pw * gw[k] + ix
+                if xlo[tx] < 0:
+                    continue
+                pos[i, 0] = (ylo[ty] * W + xlo[tx]) * Q
+                pos[i, 1] = (ylo[ty] * W + xhi[tx]) * Q
+                pos[i, 2] = (yhi[ty] * W + xlo[tx]) * Q
+                pos[i, 3] = (yhi[ty] * W + xhi[tx]) * Q
+                wts[i, 0] = hy[ty] * hx[tx]
+                wts[i, 1] = hy[ty] * lx[tx]
+                wts[i, 2] = ly[ty] * hx[tx]
+                wts[i, 3] = ly[ty] * lx[tx]
+                i += 1
+    start[PW] = i
 
 
 @_jit
 def roi_align_forward(x, out, batch, yoff, gh, xoff, gw, count,
                       ylo, yhi, ly, hy, xlo, xhi, lx, hx):
+    """Accumulates in the input's precision, sample by sample in torchvision's order."""
     N, P, H, W, Q = x.shape
     K, PH, PW = out.shape[0], out.shape[2], out.shape[3]
+    x3 = x.reshape(N, P, H * W * Q)
     for f in prange(K * PH):
         f = np.int64(f)
         k = f // PH
         ph = f - k * PH
         n = batch[k]
-        for pw in range(PW):
-            for p in range(P):
-                for q in range(Q):
-                    out[k, p, ph, pw, q] = 0
-            for iy in range(gh[k]):
-                ty = yoff[k] + ph * gh[k] + iy
-                y_lo, y_hi = ylo[ty], yhi[ty]
-                if y_lo < 0:
+        cnt = count[k]
+        m = PW * gh[k] * gw[k]
+        pos = np.empty((m, 4), np.int64)
+        wts = np.empty((m, 4), hy.dtype)
+        start = np.empty(PW + 1, np.int64)
+        _row_samples(k, ph, PW, W, Q, yoff, gh, xoff, gw, ylo, yhi, ly, hy, xlo, xhi, lx, hx,
+                     pos, wts, start)
+        for p in range(P):
+            xp = x3[n, p]
+            for pw in range(PW):
+                if Q == 1:
+                    acc = cnt - cnt   # zero in the input's precision
+                    for i in range(start[pw], start[pw + 1]):
+                        ui = _u(i)
+                        acc += (wts[ui, 0] * xp[_u(pos[ui, 0])] + wts[ui, 1] * xp[_u(pos[ui, 1])]
+                                + wts[ui, 2] * xp[_u(pos[ui, 2])] + wts[ui, 3] * xp[_u(pos[ui, 3])])
+                    out[k, p, ph, pw, 0] = acc / cnt
                     continue
-                for ix in range(gw[k]):
-                    tx = xoff[k] + pw * gw[k] + ix
-                    x_lo, x_hi = xlo[tx], xhi[tx]
-                    if x_lo < 0:
-                        continue
-                    w1 = hy[ty] * hx[tx]
-                    w2 = hy[ty] * lx[tx]
-                    w3 = ly[ty] * hx[tx]
-                    w4 = ly[ty] * lx[tx]
-                    for p in range(P):
-                        for q in range(Q):
-                            # accumulated in the input's precision, in torchvision's order
-                            out[k, p, ph, pw, q] += (w1 * x[n, p, y_lo, x_lo, q] + w2 * x[n, p, y_lo, x_hi, q]
-                                                     + w3 * x[n, p, y_hi, x_lo, q] + w4 * x[n, p, y_hi, x_hi, q])
-            for p in range(P):
+                orow = out[k, p, ph, pw]
                 for q in range(Q):
-                    out[k, p, ph, pw, q] /= count[k]
+                    orow[q] = 0
+                for i in range(start[pw], start[pw + 1]):
+                    w1, w2, w3, w4 = wts[i, 0], wts[i, 1], wts[i, 2], wts[i, 3]
+                    a1, a2, a3, a4 = pos[i, 0], pos[i, 1], pos[i, 2], pos[i, 3]
+                    for q in range(Q):
+                        orow[q] += (w1 * xp[_u(a1 + q)] + w2 * xp[_u(a2 + q)]
+                                    + w3 * xp[_u(a3 + q)] + w4 * xp[_u(a4 + q)])
+                for q in range(Q):
+                    orow[q] /= cnt
 
 
 @_jit
 def roi_align_backward(g, gx, ptr, order, yoff, gh, xoff, gw, count,
                        ylo, yhi, ly, hy, xlo, xhi, lx, hx):
-    """One task per input plane (n, p, q): RoIs in order, then bins, then samples."""
+    """One task per image and channel block: RoIs in order, then bins, then samples,
+    adding ``g * w / count`` to the four corners (torchvision's order per cell)."""
     N, P, H, W, Q = gx.shape
     PH, PW = g.shape[2], g.shape[3]
-    for t in prange(N * P * Q):
+    qb = 64 if Q > 64 else Q   # channel block: long vector loops, still several tasks per image
+    nq = (Q + qb - 1) // qb
+    for t in prange(N * P * nq):
         t = np.int64(t)
-        n = t // (P * Q)
-        r = t - n * (P * Q)
-        p = r // Q
-        q = r - p * Q
-        for h in range(H):
-            for w in range(W):
-                gx[n, p, h, w, q] = 0
+        n = t // (P * nq)
+        r = t - n * (P * nq)
+        p = r // nq
+        q0 = (r - p * nq) * qb
+        q1 = min(Q, q0 + qb)
+        gp = gx[n, p].reshape(H * W * Q)
+        for i in range(H * W):
+            for q in range(q0, q1):
+                gp[_u(i * Q + q)] = 0
         for e in range(ptr[n], ptr[n + 1]):
             k = order[e]
             cnt = count[k]
+            m = PW * gh[k] * gw[k]
+            pos = np.empty((m, 4), np.int64)
+            wts = np.empty((m, 4), hy.dtype)
+            start = np.empty(PW + 1, np.int64)
             for ph in range(PH):
+                _row_samples(k, ph, PW, W, Q, yoff, gh, xoff, gw, ylo, yhi, ly, hy, xlo, xhi,
+                             lx, hx, pos, wts, start)
                 for pw in range(PW):
-                    gv = g[k, p, ph, pw, q]
-                    for iy in range(gh[k]):
-                        ty = yoff[k] + ph * gh[k] + iy
-                        y_lo, y_hi = ylo[ty], yhi[ty]
-                        if y_lo < 0:
-                            continue
-                        for ix in range(gw[k]):
-                            tx = xoff[k] + pw * gw[k] + ix
-                            x_lo, x_hi = xlo[tx], xhi[tx]
-                            if x_lo < 0:
-                                continue
-                            gx[n, p, y_lo, x_lo, q] += gv * (hy[ty] * hx[tx]) / cnt
-                            gx[n, p, y_lo, x_hi, q] += gv * (hy[ty] * lx[tx]) / cnt
-                            gx[n, p, y_hi, x_lo, q] += gv * (ly[ty] * hx[tx]) / cnt
-                            gx[n, p, y_hi, x_hi, q] += gv * (ly[ty] * lx[tx]) / cnt
+                    grow = g[k, p, ph, pw]
+                    for i in range(start[pw], start[pw + 1]):
+                        for c in range(4):
+                            a = pos[i, c]
+                            w = wts[i, c]
+                            for q in range(q0, q1):
+                                gp[_u(a + q)] += grow[q] * w / cnt

@@ -78,6 +78,12 @@ def _no_indices(indices, op):
         raise PoolingError(f"indices is not used by {op}; pass indices=None")
 
 
+def _pick(kernel, a, b):
+    """The parallel kernel, or its serial twin for tiny arrays (waking the thread
+    pool costs more than a tiny call's work; ``_cpu.pick`` holds the threshold)."""
+    return _cpu.pick(kernel, a, b)
+
+
 def _named(fn, name, doc):
     fn.__name__ = name
     fn.__qualname__ = name
@@ -105,7 +111,7 @@ def _scatter(cn: Canon, g5: np.ndarray, idx: np.ndarray, osp) -> np.ndarray:
     if gx5.size:
         b, c = gx5.shape[0], gx5.shape[4]
         idx5 = np.ascontiguousarray(idx, dtype=np.int64).reshape(cn.canon_shape(osp))
-        _cpu.scatter_max_backward(g5.reshape(b, -1, c), idx5.reshape(b, -1, c), gx5.reshape(b, -1, c))
+        _pick(_cpu.scatter_max_backward, g5, gx5)(g5.reshape(b, -1, c), idx5.reshape(b, -1, c), gx5.reshape(b, -1, c))
     return _to_user(cn, gx5)
 
 
@@ -177,7 +183,7 @@ def _make_unpool(nd):
         b, c = xin.shape[0], xin.shape[4]
         out = np.zeros((b, int(np.prod(osp, dtype=np.int64)), c), xin.dtype)
         if xin.size:
-            _k.unpool_forward(xin.reshape(b, -1, c), idx5.reshape(b, -1, c), out)
+            _pick(_k.unpool_forward, xin, out)(xin.reshape(b, -1, c), idx5.reshape(b, -1, c), out)
         return _user_out(cn, out, osp, cn.dtype)
 
     def max_unpool_backward(grad_output, x, indices, kernel_size, stride=None, padding=0,
@@ -187,7 +193,7 @@ def _make_unpool(nd):
         gx5 = np.empty(cn.x5.shape, g5.dtype)
         b, c = gx5.shape[0], gx5.shape[4]
         if gx5.size:
-            _k.unpool_backward(g5.reshape(b, -1, c), idx5.reshape(b, -1, c), gx5.reshape(b, -1, c))
+            _pick(_k.unpool_backward, g5, gx5)(g5.reshape(b, -1, c), idx5.reshape(b, -1, c), gx5.reshape(b, -1, c))
         return _to_user(cn, gx5)
 
     name = f"max_unpool{nd}d"
@@ -306,7 +312,7 @@ def _frac_forward(cn: Canon, nd, ks, osp, smp, T):
     out5 = np.empty(cn.canon_shape(osp), xin.dtype)
     idx5 = np.empty(cn.canon_shape(osp), np.int64)
     if out5.size:
-        _k.frac_max_forward(xin, out5, idx5, *los, *(np.int64(k) for k in k3))
+        _pick(_k.frac_max_forward, xin, out5)(xin, out5, idx5, *los, *(np.int64(k) for k in k3))
     return out5, idx5
 
 
@@ -404,7 +410,7 @@ def _stoch_infer(cn: Canon, axes, osp):
     out5 = np.empty(cn.canon_shape(osp), np.float64)
     s5 = np.empty(cn.canon_shape(osp), np.float64)
     if out5.size:
-        _k.stoch_infer_forward(kernel_input(cn), out5, s5, *tables(axes))
+        _pick(_k.stoch_infer_forward, cn.x5, out5)(kernel_input(cn), out5, s5, *tables(axes))
     return out5, s5
 
 
@@ -425,7 +431,7 @@ def _make_stochastic(nd):
         out5 = np.empty(u.shape, xin.dtype)
         idx5 = np.empty(u.shape, np.int64)
         if out5.size:
-            _k.stoch_train_forward(xin, u, out5, idx5, *tables(axes))
+            _pick(_k.stoch_train_forward, xin, out5)(xin, u, out5, idx5, *tables(axes))
         out = _user_out(cn, out5, osp, cn.dtype)
         return (out, idx5.reshape(out.shape)) if want else out
 
@@ -448,7 +454,7 @@ def _make_stochastic(nd):
         gx5 = np.empty(cn.x5.shape, g5.dtype)
         if gx5.size:
             out5, s5 = _stoch_infer(cn, axes, osp)
-            _k.stoch_infer_backward(g5, kernel_input(cn), out5, s5, gx5, *covers(axes))
+            _pick(_k.stoch_infer_backward, g5, gx5)(g5, kernel_input(cn), out5, s5, gx5, *covers(axes))
         return _to_user(cn, gx5)
 
     name = f"stochastic_pool{nd}d"
@@ -720,16 +726,48 @@ def _batch_order(s):
     return ptr, order
 
 
-def _roi_grad(s, grad_output, op):
+def _roi_route(s, work):
+    """The state the kernels run on.  Channels-first maps with several channels go
+    through the channels-last kernels (channels innermost, vectorised; measured
+    16 ms against 480 ms for 512 boxes on a (2, 256, 50, 50) map) when the
+    sampling ``work`` is comparable to the map, so the two transposes (about one
+    pass over the map and the output each) are paid back; the summation order
+    per output cell is the same either way, so the results are identical."""
+    if s["layout"] != "channels_first" or s["C"] < 2 or 4 * work < s["N"] * s["H"] * s["W"]:
+        return s
+    r = dict(s)
+    x4 = s["x5"].reshape(s["N"], s["C"], s["H"], s["W"])
+    r["x5"] = np.ascontiguousarray(x4.transpose(0, 2, 3, 1)).reshape(s["N"], 1, s["H"], s["W"], s["C"])
+    r["layout"] = "channels_last"
+    return r
+
+
+def _from_route(s, r, a5):
+    """Kernel output (``(K, ., PH, PW, .)``) -> the user's output shape."""
+    if r is s:
+        return a5.reshape(s["out_shape"])
+    return np.ascontiguousarray(a5.reshape(s["K"], s["ph"], s["pw"], s["C"]).transpose(0, 3, 1, 2))
+
+
+def _to_route(s, r, a):
+    """A user-shaped ``(K, C, PH, PW)`` array -> the kernels' 5-D form."""
+    if r is s:
+        return np.ascontiguousarray(a).reshape(_out5(s).shape)
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).reshape(_out5(r).shape)
+
+
+def _roi_grad(s, r, grad_output, op):
     g = check_grad(grad_output, s["out_shape"], op)
-    g = np.ascontiguousarray(g, dtype=s["T"])
-    g5 = g.reshape(_out5(s).shape)
+    g5 = _to_route(s, r, np.asarray(g, dtype=s["T"]))
     g5.flags.writeable = False
     return g5
 
 
-def _roi_user_grad(s, gx5):
-    gx = gx5.reshape(s["x_shape"])
+def _roi_user_grad(s, r, gx5):
+    if r is s:
+        gx = gx5.reshape(s["x_shape"])
+    else:
+        gx = np.ascontiguousarray(gx5.reshape(s["N"], s["H"], s["W"], s["C"]).transpose(0, 3, 1, 2))
     return gx if gx.dtype == s["dtype"] else gx.astype(s["dtype"])
 
 
@@ -763,19 +801,34 @@ def _roi_pool_tables(s):
     return hs, he, ws, we
 
 
-def _roi_pool_forward(s):
-    out5 = _out5(s)
-    arg5 = _out5(s, np.int64)
+def _roi_pool_work(tabs):
+    hs, he, ws, we = tabs
+    return int(((he - hs).sum(axis=1) * (we - ws).sum(axis=1)).sum())
+
+
+def _roi_pool_forward(s, tabs, r):
+    out5 = _out5(r)
+    arg5 = _out5(r, np.int64)
     if out5.size:
         T = s["T"]
-        _k.roi_pool_forward(s["x5"], out5, arg5, s["batch"], *_roi_pool_tables(s),
+        _pick(_k.roi_pool_forward, r["x5"], out5)(r["x5"], out5, arg5, s["batch"], *tabs,
                             T(-np.finfo(np.float32).max), T(0))
     return out5, arg5
+
+
+# sample rows per axis over all boxes; beyond this the tables alone take gigabytes
+_MAX_SAMPLE_ROWS = 1 << 26
 
 
 def _roi_axis(start, bin_, grid, n_bins, size, T):
     """torchvision's sample rows along one axis, for all RoIs: offsets and tables."""
     per = grid * n_bins
+    if per.sum() > _MAX_SAMPLE_ROWS:
+        k = int(np.argmax(per))
+        raise PoolingError(
+            f"adaptive sampling (sampling_ratio <= 0) would take {int(grid[k])} samples per bin "
+            f"along one axis for box {k}; pass a positive sampling_ratio or smaller boxes"
+        )
     off = np.zeros(len(grid), np.int64)
     if len(grid):
         off[1:] = np.cumsum(per)[:-1]
@@ -823,6 +876,11 @@ def _roi_align_tables(s, sampling_ratio, aligned):
     return (yoff, gh, xoff, gw, count, ylo, yhi, ly, hy, xlo, xhi, lx, hx)
 
 
+def _roi_align_work(s, tabs):
+    gh, gw = tabs[1], tabs[3]
+    return int((gh * gw).sum()) * s["ph"] * s["pw"] * 4   # four corners per sample
+
+
 def _roi_align_args(sampling_ratio, aligned):
     if not is_int(sampling_ratio):
         raise PoolingTypeError(f"sampling_ratio must be an int, got {sampling_ratio!r}")
@@ -844,9 +902,11 @@ def roi_pool(x, boxes, output_size, spatial_scale=1.0, *, return_indices=False,
     """
     want = _bool("return_indices", return_indices)
     s = _roi_setup(x, boxes, output_size, spatial_scale, layout, "roi_pool")
-    out5, arg5 = _roi_pool_forward(s)
-    out = out5.reshape(s["out_shape"]).astype(s["dtype"], copy=False)
-    return (out, arg5.reshape(s["out_shape"])) if want else out
+    tabs = _roi_pool_tables(s)
+    r = _roi_route(s, _roi_pool_work(tabs))
+    out5, arg5 = _roi_pool_forward(s, tabs, r)
+    out = _from_route(s, r, out5).astype(s["dtype"], copy=False)
+    return (out, _from_route(s, r, arg5)) if want else out
 
 
 @public("roi_pool_backward", 1)
@@ -855,9 +915,11 @@ def roi_pool_backward(grad_output, x, boxes, output_size, spatial_scale=1.0, *,
     """Gradient of :func:`roi_pool` w.r.t. x: each bin's gradient to its argmax cell."""
     _bool("return_indices", return_indices)
     s = _roi_setup(x, boxes, output_size, spatial_scale, layout, "roi_pool")
-    g5 = _roi_grad(s, grad_output, "roi_pool")
+    tabs = _roi_pool_tables(s)
+    r = _roi_route(s, _roi_pool_work(tabs))
+    g5 = _roi_grad(s, r, grad_output, "roi_pool")
     if indices is None:
-        _, arg5 = _roi_pool_forward(s)
+        _, arg5 = _roi_pool_forward(s, tabs, r)
     else:
         idx = as_array(indices, "indices")
         if idx.dtype.kind not in "iu":
@@ -867,11 +929,11 @@ def roi_pool_backward(grad_output, x, boxes, output_size, spatial_scale=1.0, *,
         if idx.size and (idx.min() < -1 or idx.max() >= s["H"] * s["W"]):
             bad = idx.min() if idx.min() < -1 else idx.max()
             raise PoolingError(f"indices must lie in [-1, {s['H'] * s['W']}) (-1: empty bin), got {int(bad)}")
-        arg5 = np.ascontiguousarray(idx, dtype=np.int64).reshape(g5.shape)
-    gx5 = np.empty(s["x5"].shape, s["T"])
+        arg5 = _to_route(s, r, np.asarray(idx, dtype=np.int64))
+    gx5 = np.empty(r["x5"].shape, s["T"])
     if gx5.size:
-        _k.roi_pool_backward(g5, arg5, gx5, *_batch_order(s))
-    return _roi_user_grad(s, gx5)
+        _pick(_k.roi_pool_backward, g5, gx5)(g5, arg5, gx5, *_batch_order(s))
+    return _roi_user_grad(s, r, gx5)
 
 
 @public("roi_align")
@@ -889,10 +951,12 @@ def roi_align(x, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, align
     """
     sr, al = _roi_align_args(sampling_ratio, aligned)
     s = _roi_setup(x, boxes, output_size, spatial_scale, layout, "roi_align")
-    out5 = _out5(s)
+    tabs = _roi_align_tables(s, sr, al)
+    r = _roi_route(s, _roi_align_work(s, tabs))
+    out5 = _out5(r)
     if out5.size:
-        _k.roi_align_forward(s["x5"], out5, s["batch"], *_roi_align_tables(s, sr, al))
-    return out5.reshape(s["out_shape"]).astype(s["dtype"], copy=False)
+        _pick(_k.roi_align_forward, r["x5"], out5)(r["x5"], out5, s["batch"], *tabs)
+    return _from_route(s, r, out5).astype(s["dtype"], copy=False)
 
 
 @public("roi_align_backward", 1)
@@ -903,8 +967,10 @@ def roi_align_backward(grad_output, x, boxes, output_size, spatial_scale=1.0, sa
     sr, al = _roi_align_args(sampling_ratio, aligned)
     s = _roi_setup(x, boxes, output_size, spatial_scale, layout, "roi_align")
     _no_indices(indices, "roi_align")
-    g5 = _roi_grad(s, grad_output, "roi_align")
-    gx5 = np.empty(s["x5"].shape, s["T"])
+    tabs = _roi_align_tables(s, sr, al)
+    r = _roi_route(s, _roi_align_work(s, tabs))
+    g5 = _roi_grad(s, r, grad_output, "roi_align")
+    gx5 = np.empty(r["x5"].shape, s["T"])
     if gx5.size:
-        _k.roi_align_backward(g5, gx5, *_batch_order(s), *_roi_align_tables(s, sr, al))
-    return _roi_user_grad(s, gx5)
+        _pick(_k.roi_align_backward, g5, gx5)(g5, gx5, *_batch_order(s), *tabs)
+    return _roi_user_grad(s, r, gx5)

@@ -35,15 +35,26 @@ def cf(x, nd):
     return np.moveaxis(x, -1, -(nd + 1))
 
 
-def fd_grad(fun, x, g, eps=1e-6):
-    """Central differences of sum(g * fun(x)) w.r.t. every element of x."""
-    out = np.zeros_like(x, dtype=np.float64)
-    for i in np.ndindex(x.shape):
+def fd_check(gx, fun, x, g, eps=1e-6, atol=1e-8, rtol=0.0, max_points=48):
+    """Compare an analytic gradient with central differences of sum(g * fun(x)).
+
+    Large inputs are checked on a fixed subset: up to half the points where the
+    analytic gradient is non-zero, the rest anywhere (so both the routed and the
+    zero entries are tested)."""
+    pick = np.random.default_rng(0)
+    flat = np.arange(x.size)
+    if x.size > max_points:
+        nz = flat[np.asarray(gx).ravel() != 0]
+        a = pick.choice(nz, min(len(nz), max_points // 2), replace=False)
+        b = pick.choice(np.setdiff1d(flat, a), max_points - len(a), replace=False)
+        flat = np.concatenate([a, b])
+    for f in flat:
+        i = np.unravel_index(f, x.shape)
         xp, xm = x.copy(), x.copy()
         xp[i] += eps
         xm[i] -= eps
-        out[i] = (np.sum(g * fun(xp)) - np.sum(g * fun(xm))) / (2 * eps)
-    return out
+        fd = (np.sum(g * fun(xp)) - np.sum(g * fun(xm))) / (2 * eps)
+        np.testing.assert_allclose(gx[i], fd, atol=atol, rtol=rtol, err_msg=f"at {i}")
 
 
 def t(a, grad=False):
@@ -134,8 +145,7 @@ def test_unpool_backward_finite_differences(nd):
     fun = getattr(fp, f"max_unpool{nd}d")
     g = RNG.standard_normal(fun(y, idx, 2, output_size=SIZES[nd]).shape)
     gx = getattr(fp, f"max_unpool{nd}d_backward")(g, y, idx, 2, output_size=SIZES[nd])
-    np.testing.assert_allclose(gx, fd_grad(lambda v: fun(v, idx, 2, output_size=SIZES[nd]), y, g),
-                               atol=1e-8)
+    fd_check(gx, lambda v: fun(v, idx, 2, output_size=SIZES[nd]), y, g, atol=1e-8)
 
 
 def test_unpool_channels_last_and_unbatched():
@@ -219,7 +229,7 @@ def test_fractional_backward_torch_and_finite_differences(nd, k, kw):
     gx = bw(g, x, k, **kw, samples=s)
     np.testing.assert_array_equal(gx, xt.grad.numpy())
     np.testing.assert_array_equal(bw(g, x, k, **kw, indices=idx), gx)
-    np.testing.assert_allclose(gx, fd_grad(lambda v: fn(v, k, **kw, samples=s), x, g), atol=1e-8)
+    fd_check(gx, lambda v: fn(v, k, **kw, samples=s), x, g, atol=1e-8)
 
 
 def test_fractional_nan_propagates_like_torch():
@@ -305,7 +315,7 @@ def test_mixed_backward_torch_autograd_and_finite_differences(nd, per_channel):
     np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(ga, at.grad.numpy(), rtol=1e-12, atol=1e-13)
     assert np.shape(ga) == np.shape(alpha)
-    np.testing.assert_allclose(gx, fd_grad(lambda v: fn(v, **geom, alpha=alpha), x, g), atol=1e-7)
+    fd_check(gx, lambda v: fn(v, **geom, alpha=alpha), x, g, atol=1e-7)
     # d/dalpha by finite differences, per channel or scalar
     eps = 1e-6
     a = np.array(alpha, dtype=np.float64)
@@ -371,7 +381,7 @@ def test_spp_backward_finite_differences(mode):
     x = distinct((1, 2, 5, 6))
     g = RNG.standard_normal((1, 2 * 21))
     gx = fp.spatial_pyramid_pool_backward(g, x, mode=mode)
-    np.testing.assert_allclose(gx, fd_grad(lambda v: fp.spatial_pyramid_pool(v, mode=mode), x, g), atol=1e-8)
+    fd_check(gx, lambda v: fp.spatial_pyramid_pool(v, mode=mode), x, g, atol=1e-8)
 
 
 def test_spp_fixed_length_for_any_size_and_unbatched():
@@ -394,6 +404,38 @@ def test_spp_errors(kw, words):
         assert w in str(e.value)
     with pytest.raises(PoolingError, match="4-D"):
         fp.spatial_pyramid_pool(np.ones((1, 2, 3, 4, 4)))
+
+
+# ============================================================================= kernel forms
+
+
+@pytest.mark.parametrize("serial_below", [0, 1 << 40], ids=["parallel", "serial"])
+def test_unpool_and_fractional_do_not_depend_on_thread_count_or_kernel_form(serial_below, monkeypatch):
+    import numba
+
+    import fastpool._cpu as cpu
+    x = RNG.standard_normal((2, 3, 9, 11))
+    idx = RNG.integers(0, 4, x.shape)             # many duplicates: the write order matters
+    xl, il = cl(x, 2), cl(idx, 2)
+    s = RNG.random((2, 3, 2))
+    g = RNG.standard_normal((2, 3, 4, 5))
+
+    def run():
+        out, fidx = fp.fractional_max_pool2d(x, 2, output_size=(4, 5), return_indices=True, samples=s)
+        return (fp.max_unpool2d(x, idx, 2, output_size=(17, 21)),
+                fp.max_unpool2d(xl, il, 2, output_size=(17, 21), layout="NHWC"),
+                out, fidx, fp.fractional_max_pool2d_backward(g, x, 2, output_size=(4, 5), indices=fidx))
+
+    want = run()
+    monkeypatch.setattr(cpu, "SERIAL_BELOW", serial_below)
+    before = numba.get_num_threads()
+    try:
+        for n in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(n)
+            for a, b in zip(run(), want):
+                np.testing.assert_array_equal(a, b)
+    finally:
+        numba.set_num_threads(before)
 
 
 # ============================================================================= layers
