@@ -10,7 +10,9 @@ the windows fast (row buffers, channel vectors, running maxima).
 Every output element is computed by one thread in an order fixed by the
 geometry, never by the thread count, so results are bit-identical for any
 number of threads: backward passes gather per input cell, or scatter within
-one plane per task.  Sums accumulate in float64 and are rounded once.
+one plane per task.  Sums accumulate in float64 and are rounded once, except
+the channels-last direct kernel, which accumulates in the output's precision
+in the window's row-major order, as PyTorch's channels-last kernel does.
 """
 
 from __future__ import annotations
@@ -642,7 +644,10 @@ def cl_max_forward(x, out, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2):
 
 @_jit
 def cl_sum_forward(x, out, pmode, p, fmode, rdiv, area, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2):
-    """Channels-last twin of ``sep_sum_forward`` (same pmode/fmode meanings)."""
+    """Channels-last twin of ``sep_sum_forward`` (same pmode/fmode meanings).
+
+    Accumulates in ``out``'s dtype: float32 lanes are twice as many as float64
+    ones (measured 1.5x on k3 s1 windows, 256 channels)."""
     B, D, H, W, C = x.shape
     OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
     total = B * OD * OH
@@ -650,7 +655,7 @@ def cl_sum_forward(x, out, pmode, p, fmode, rdiv, area, lo0, nt0, d0, lo1, nt1, 
     inv = 1.0 / p
     for ch in prange(nch):
         ch = np.int64(ch)
-        acc = np.empty(C, np.float64)
+        acc = np.empty(C, out.dtype)
         r0 = ch * total // nch
         b, od, oh = _row_of(r0, OD, OH)
         for r in range(r0, (ch + 1) * total // nch):
