@@ -7,12 +7,13 @@ Follows the ONNX backend convention (as ``onnxruntime.backend`` does)::
     y, = rep.run([x])                     # list of arrays, graph output order
 
 Operators: ``MaxPool`` (``Indices`` output, ``storage_order``), ``AveragePool``,
-``LpPool``, ``GlobalAveragePool``, ``GlobalMaxPool``, ``GlobalLpPool``, at every
-opset where ONNX defines them, with that opset's attributes and defaults
-(``count_include_pad`` defaults to 0; LpPool's ``p`` is a float at opset 1 and an
-int from opset 2; ``dilations``/``ceil_mode`` from opset 10 for MaxPool, 19/10
-for AveragePool, 18 for LpPool).  ``MaxUnpool``, ``MaxRoiPool`` and ``RoiAlign``
-raise :class:`NotImplementedError` (fastpool has no kernels for them yet); any
+``LpPool``, ``GlobalAveragePool``, ``GlobalMaxPool``, ``GlobalLpPool``,
+``MaxUnpool``, ``MaxRoiPool`` and ``RoiAlign``, at every opset where ONNX defines
+them, with that opset's attributes and defaults (``count_include_pad`` defaults
+to 0; LpPool's ``p`` is a float at opset 1 and an int from opset 2;
+``dilations``/``ceil_mode`` from opset 10 for MaxPool, 19/10 for AveragePool, 18
+for LpPool; RoiAlign-10 has no ``coordinate_transformation_mode`` and behaves as
+``output_half_pixel``, while from opset 16 the default is ``half_pixel``).  Any
 other operator raises :class:`UnsupportedOpError` naming it.
 
 Semantics notes:
@@ -29,6 +30,21 @@ Semantics notes:
 * Max pooling propagates NaN (onnxruntime's ignores it).
 * ``Indices`` are flat over ``(N, C, *spatial)`` of the unpadded input;
   ``storage_order=1`` makes the spatial part column-major.
+* ``MaxUnpool``: ``I`` holds flat indices into the whole output ``(N, C, *spatial)``;
+  each must point into its own ``(n, c)`` plane (fastpool unpools plane by plane;
+  MaxPool's ``Indices`` always do), else a :class:`BackendError` names it.  Without
+  ``output_shape`` the size is ``(n - 1) * stride + kernel - pad_begin - pad_end``;
+  with it, any size that holds the indices (onnxruntime refuses sizes below that
+  default; the ONNX reference implementation, and the conformance case built from
+  it, write into the default-size tensor and then pad, onnx#2398).  When two
+  inputs name the same cell the later one wins (onnxruntime, PyTorch).
+* ``RoiAlign`` ``mode="avg"`` is fastpool's ``roi_align``; ``mode="max"`` is ONNX's
+  own definition (onnx#4764): per bin, the maximum over samples of the largest of
+  the four *weighted* corner values ``w_i * x_i`` (not of the interpolated value),
+  a sample outside the map counting as 0, no division; computed in NumPy in the
+  input's precision (float16 in float32), in onnxruntime's operation order.
+* ``MaxRoiPool`` is fastpool's ``roi_pool`` (corners rounded half away from zero,
+  empty bins 0).
 """
 
 from __future__ import annotations
@@ -45,12 +61,14 @@ from fastpool.errors import PoolingError
 
 from .errors import BackendError, UnsupportedOpError
 
-POOL_OPS = ("MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")
-PENDING_OPS = {
-    "MaxUnpool": "fastpool has no unpooling kernel yet",
-    "MaxRoiPool": "fastpool has no RoI pooling kernel yet",
-    "RoiAlign": "fastpool has no RoI align kernel yet",
-}
+POOL_OPS = ("MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool",
+            "MaxUnpool", "MaxRoiPool", "RoiAlign")
+# op -> why it is recognised but not run (none left; kept for callers that report them)
+PENDING_OPS: dict = {}
+# (required, optional) inputs per op
+_N_INPUTS = {"MaxUnpool": (2, 1), "MaxRoiPool": (2, 0), "RoiAlign": (3, 0)}
+ROI_ALIGN_MODES = ("avg", "max")
+COORDINATE_MODES = ("half_pixel", "output_half_pixel")
 AUTO_PADS = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 DEFAULT_OPSET = 21
 
@@ -135,9 +153,16 @@ class PoolNode:
         return attrs
 
     def _check_io(self) -> None:
-        n_in = len([i for i in self.node.input if i])
-        if n_in != 1 or not self.node.input[0]:
-            raise BackendError(f"{self.where} takes 1 input, got {n_in}")
+        need, optional = _N_INPUTS.get(self.op, (1, 0))
+        ins = list(self.node.input)
+        while ins and not ins[-1]:  # trailing empty names are omitted optional inputs
+            ins.pop()
+        if len(ins) < need or len(ins) > need + optional or not all(ins[:need]):
+            names = [i.name for i in self.schema.inputs]
+            want = f"{need}" if not optional else f"{need} to {need + optional}"
+            raise BackendError(f"{self.where} takes {want} input{'s' if need + optional > 1 else ''} "
+                               f"({', '.join(names)}), got {list(self.node.input)}")
+        self.n_inputs = len(ins)
         outs = list(self.node.output)
         max_out = len(self.schema.outputs)
         if not outs or not outs[0] or len(outs) > max_out:
@@ -160,6 +185,30 @@ class PoolNode:
             p = a["p"]
             if not np.isfinite(p) or p <= 0:
                 raise BackendError(f"{self.where}: p must be a finite number > 0, got {p}")
+        if "spatial_scale" in a:
+            sc = a["spatial_scale"]
+            if not np.isfinite(sc) or sc <= 0:
+                raise BackendError(f"{self.where}: spatial_scale must be a finite number > 0 "
+                                   f"(fastpool's rule), got {sc}")
+        if self.op == "MaxRoiPool":
+            ps = list(a["pooled_shape"])
+            if len(ps) != 2 or any(v < 1 for v in ps):
+                raise BackendError(f"{self.where}: pooled_shape must be 2 ints >= 1, got {ps}")
+        if self.op == "RoiAlign":
+            if a["mode"] not in ROI_ALIGN_MODES:
+                raise BackendError(f"{self.where}: mode must be 'avg' or 'max', got '{a['mode']}'")
+            for name in ("output_height", "output_width"):
+                if a[name] < 1:
+                    raise BackendError(f"{self.where}: {name} must be >= 1, got {a[name]}")
+            if a["sampling_ratio"] < 0:
+                raise BackendError(f"{self.where}: sampling_ratio must be >= 0 (0: adaptive), "
+                                   f"got {a['sampling_ratio']}")
+            # RoiAlign-10 has no such attribute and samples as output_half_pixel does
+            a.setdefault("coordinate_transformation_mode", "output_half_pixel")
+            if a["coordinate_transformation_mode"] not in COORDINATE_MODES:
+                raise BackendError(f"{self.where}: coordinate_transformation_mode must be one of "
+                                   f"{', '.join(COORDINATE_MODES)}, got "
+                                   f"'{a['coordinate_transformation_mode']}'")
         if "kernel_shape" in a:
             k = list(a["kernel_shape"])
             nd = len(k)
@@ -184,16 +233,29 @@ class PoolNode:
         if bad:
             raise BackendError(f"{self.where}: {name} must be >= {low}, got {values}")
 
+    def _check_typed(self, i: int, arr) -> None:
+        """Input ``i`` against its type constraint at this opset."""
+        formal = self.schema.inputs[i]
+        if not isinstance(arr, np.ndarray):
+            raise BackendError(f"{self.where}: input {formal.name} must be a numpy array, "
+                               f"got {type(arr).__name__}")
+        allowed = next(c.allowed_type_strs for c in self.schema.type_constraints
+                       if c.type_param_str == formal.type_str) \
+            if formal.type_str.startswith("T") else [formal.type_str]
+        dt = arr.dtype.newbyteorder("=") if arr.dtype.byteorder not in "=|" else arr.dtype
+        if _TYPE_STR.get(dt) not in allowed:
+            what = "input" if i == 0 else f"input {formal.name}"
+            raise BackendError(f"{self.where}: {what} dtype {arr.dtype} is not allowed "
+                               f"for {self.op}-{self.version} ({', '.join(allowed)})")
+
     def _check_input(self, x: np.ndarray) -> None:
-        if not isinstance(x, np.ndarray):
-            raise BackendError(f"{self.where}: input must be a numpy array, got {type(x).__name__}")
-        allowed = self.schema.type_constraints[0].allowed_type_strs
-        ts = _TYPE_STR.get(x.dtype.newbyteorder("=") if x.dtype.byteorder not in "=|" else x.dtype)
-        if ts not in allowed:
-            raise BackendError(f"{self.where}: input dtype {x.dtype} is not allowed for "
-                               f"{self.op}-{self.version} ({', '.join(allowed)})")
+        self._check_typed(0, x)
         if x.dtype not in _FASTPOOL_DTYPES:
             raise BackendError(f"{self.where}: fastpool does not run {x.dtype} input")
+        if self.op in ("MaxRoiPool", "RoiAlign"):
+            if x.ndim != 4:
+                raise BackendError(f"{self.where}: input must be (N, C, H, W), got shape {x.shape}")
+            return
         if x.ndim < 3:
             raise BackendError(f"{self.where}: input must be (N, C, *spatial), got shape {x.shape}")
         if x.ndim > 5:
@@ -228,9 +290,20 @@ class PoolNode:
         return tuple(pairs)
 
     def __call__(self, inputs) -> list:
+        inputs = list(inputs)
+        if len(inputs) != self.n_inputs:
+            raise BackendError(f"{self.where} takes {self.n_inputs} input array(s), got {len(inputs)}")
         x = inputs[0]
         self._check_input(x)
+        for i in range(1, len(inputs)):
+            self._check_typed(i, inputs[i])
         try:
+            if self.op == "MaxUnpool":
+                return [self._max_unpool(x, inputs[1], inputs[2] if len(inputs) > 2 else None)]
+            if self.op == "MaxRoiPool":
+                return [self._max_roi_pool(x, inputs[1])]
+            if self.op == "RoiAlign":
+                return [self._roi_align(x, inputs[1], inputs[2])]
             return self._run(x)
         except PoolingError as e:
             raise BackendError(f"{self.where} on input of shape {x.shape}: {e}") from None
@@ -262,6 +335,78 @@ class PoolNode:
         fn = getattr(fp, f"lp_pool{nd}d")  # LpPool: ONNX's (sum |x|^p)^(1/p) is fastpool's default
         return [fn(x, float(a["p"]), k, s, ceil, padding=pads, dilation=d)]
 
+    # ------------------------------------------------------------------ unpool and RoI
+
+    def _max_unpool(self, x: np.ndarray, ind: np.ndarray, output_shape) -> np.ndarray:
+        a = self.attrs
+        nd = x.ndim - 2
+        k = list(a["kernel_shape"])
+        s = list(a.get("strides") or [1] * nd)
+        p = list(a.get("pads") or [0] * (2 * nd))
+        if ind.shape != x.shape:
+            raise BackendError(f"{self.where}: I must have X's shape {x.shape}, got {ind.shape}")
+        default = tuple((x.shape[2 + i] - 1) * s[i] + k[i] - p[i] - p[nd + i] for i in range(nd))
+        if output_shape is None:
+            osp = default
+            if any(o < 0 for o in osp):
+                raise BackendError(f"{self.where}: the default output size {osp} (from kernel_shape, "
+                                   f"strides and pads) is negative")
+        else:
+            shape = tuple(int(v) for v in np.asarray(output_shape).reshape(-1))
+            if len(shape) != x.ndim or shape[:2] != x.shape[:2] or any(v < 0 for v in shape):
+                raise BackendError(f"{self.where}: output_shape must be [N, C, *spatial] with X's N "
+                                   f"and C {x.shape[:2]} and sizes >= 0, got {list(shape)}")
+            osp = shape[2:]
+        plane = int(np.prod(osp, dtype=np.int64))
+        n, c = x.shape[:2]
+        base = (np.arange(n * c, dtype=np.int64) * plane).reshape((n, c) + (1,) * nd)
+        local = ind.astype(np.int64, copy=False) - base
+        bad = (local < 0) | (local >= plane)
+        if bad.any():
+            pos = tuple(int(v) for v in np.argwhere(bad)[0])
+            raise BackendError(
+                f"{self.where}: I{list(pos)} = {int(ind[pos])} does not point into the output plane "
+                f"of its own (n, c) = {pos[:2]} (flat indices [{int(base[pos[:2]].ravel()[0])}, "
+                f"{int(base[pos[:2]].ravel()[0]) + plane}) of the output {(n, c) + tuple(osp)}); "
+                f"fastpool unpools plane by plane"
+            )
+        # fastpool's kernel/stride/padding only size the output: pick a geometry whose
+        # default size is exactly ONNX's (which may come from asymmetric pads or output_shape)
+        geo_k, geo_p = zip(*(_unpool_geometry(x.shape[2 + i], osp[i]) for i in range(nd)))
+        fn = getattr(fp, f"max_unpool{nd}d")
+        return fn(x, local, geo_k, 1, geo_p)
+
+    def _same_type(self, x: np.ndarray, rois: np.ndarray) -> None:
+        if rois.dtype != x.dtype:
+            raise BackendError(f"{self.where}: rois must have X's dtype {x.dtype} (one type "
+                               f"parameter), got {rois.dtype}")
+
+    def _max_roi_pool(self, x: np.ndarray, rois: np.ndarray) -> np.ndarray:
+        self._same_type(x, rois)
+        if rois.ndim != 2 or rois.shape[1] != 5:
+            raise BackendError(f"{self.where}: rois must be (num_rois, 5) rows "
+                               f"[batch, x1, y1, x2, y2], got shape {rois.shape}")
+        a = self.attrs
+        return fp.roi_pool(x, rois, tuple(a["pooled_shape"]), float(a["spatial_scale"]))
+
+    def _roi_align(self, x: np.ndarray, rois: np.ndarray, batch: np.ndarray) -> np.ndarray:
+        self._same_type(x, rois)
+        if rois.ndim != 2 or rois.shape[1] != 4:
+            raise BackendError(f"{self.where}: rois must be (num_rois, 4) rows [x1, y1, x2, y2], "
+                               f"got shape {rois.shape}")
+        if batch.shape != (rois.shape[0],):
+            raise BackendError(f"{self.where}: batch_indices must have shape (num_rois,) = "
+                               f"({rois.shape[0]},), got {batch.shape}")
+        a = self.attrs
+        out = (int(a["output_height"]), int(a["output_width"]))
+        half_pixel = a["coordinate_transformation_mode"] == "half_pixel"
+        if a["mode"] == "max":
+            return roi_align_max(x, rois, batch, out, float(a["spatial_scale"]),
+                                 int(a["sampling_ratio"]), half_pixel, self.where)
+        boxes = np.concatenate([batch.astype(np.float64)[:, None], rois.astype(np.float64)], axis=1)
+        return fp.roi_align(x, boxes, out, float(a["spatial_scale"]), int(a["sampling_ratio"]),
+                            half_pixel)
+
     def _onnx_indices(self, idx: np.ndarray, shape) -> np.ndarray:
         """fastpool's per-plane row-major offsets -> ONNX's flat (N, C, *spatial) indices."""
         spatial = shape[2:]
@@ -271,6 +416,89 @@ class PoolNode:
         n, c = shape[:2]
         base = (np.arange(n * c, dtype=np.int64) * plane).reshape((n, c) + (1,) * len(spatial))
         return (idx + base).astype(np.int64, copy=False)
+
+
+def _unpool_geometry(n: int, out: int) -> tuple:
+    """(kernel_size, padding) with stride 1 whose unpooled size ``(n - 1) - 2p + k`` is ``out``."""
+    if out >= n:
+        return out - n + 1, 0
+    k = 1 + (n - out) % 2
+    return k, (n - 1 + k - out) // 2
+
+
+def _std_max(a, b):
+    """C++'s std::max(a, b): ``a`` unless ``a < b`` (differs from np.maximum for NaN)."""
+    return np.where(a < b, b, a)
+
+
+def _roi_axis_samples(start, bin_, grid, n_bins, size, T):
+    """Per bin and sample along one axis: (valid, low, high, l weight, h weight)."""
+    b = np.arange(n_bins).astype(T)[:, None]
+    i = np.arange(grid).astype(T)[None, :]
+    v = (start + b * bin_) + ((i + T(0.5)) * bin_) / T(grid)
+    valid = (v >= -1.0) & (v <= size)
+    v = np.where(v <= 0, T(0), v).astype(T)
+    lo = np.clip(v, -2.0 ** 40, 2.0 ** 40).astype(np.int64)
+    top = lo >= size - 1
+    lo = np.where(top, size - 1, lo)
+    hi = np.where(top, size - 1, lo + 1)
+    v = np.where(top, lo.astype(T), v).astype(T)
+    lw = (v - lo.astype(T)).astype(T)
+    hw = (T(1) - lw).astype(T)
+    return valid, lo, hi, lw, hw
+
+
+def roi_align_max(x, rois, batch, output_size, spatial_scale, sampling_ratio, half_pixel,
+                  where="RoiAlign"):
+    """ONNX ``RoiAlign`` with ``mode="max"`` (onnx#4764), as onnxruntime and the ONNX
+    reference compute it: per bin, the maximum over its samples of
+    ``max(w1 * x1, w2 * x2, w3 * x3, w4 * x4)`` (the four bilinear corners, weighted);
+    a sample outside ``[-1, size]`` gives 0; a bin without samples gives 0."""
+    x = np.asarray(x)
+    T = np.float32 if x.dtype in (np.float16, np.float32) else np.float64
+    N, C, H, W = x.shape
+    ph, pw = output_size
+    K = rois.shape[0]
+    if K and (batch.min() < 0 or batch.max() >= N):
+        bad = int(batch.min() if batch.min() < 0 else batch.max())
+        raise BackendError(f"{where}: batch_indices must lie in [0, {N}), got {bad}")
+    r = rois.astype(T)
+    if not np.isfinite(r).all():
+        raise BackendError(f"{where}: rois must be finite")
+    xt = x.astype(T, copy=False)
+    out = np.zeros((K, C, ph, pw), T)
+    off = T(0.5) if half_pixel else T(0)
+    scale = T(spatial_scale)
+    for k in range(K):
+        sw, sh, ew, eh = (r[k, j] * scale - off for j in range(4))
+        rw, rh = ew - sw, eh - sh
+        if not half_pixel:  # malformed RoIs forced to 1x1
+            rw, rh = max(rw, T(1)), max(rh, T(1))
+        bh, bw = T(rh / T(ph)), T(rw / T(pw))
+        gh = sampling_ratio if sampling_ratio > 0 else int(np.ceil(bh))
+        gw = sampling_ratio if sampling_ratio > 0 else int(np.ceil(bw))
+        if gh <= 0 or gw <= 0:
+            continue  # no samples: the bin stays 0
+        vy, ylo, yhi, ly, hy = _roi_axis_samples(sh, bh, gh, ph, H, T)   # (ph, gh)
+        vx, xlo, xhi, lx, hx = _roi_axis_samples(sw, bw, gw, pw, W, T)   # (pw, gw)
+        ok = vy[:, :, None, None] & vx[None, None, :, :]                 # (ph, gh, pw, gw)
+        img = xt[int(batch[k])]                                          # (C, H, W)
+        best = None
+        for wy, yy, wx, xx in ((hy, ylo, hx, xlo), (hy, ylo, lx, xhi), (ly, yhi, hx, xlo),
+                               (ly, yhi, lx, xhi)):
+            w = (wy[:, :, None, None] * wx[None, None, :, :]).astype(T)
+            w = np.where(ok, w, T(0))
+            yi = np.where(ok, yy[:, :, None, None], 0)
+            xi = np.where(ok, xx[None, None, :, :], 0)
+            val = (w * img[:, yi, xi]).astype(T)                         # (C, ph, gh, pw, gw)
+            best = val if best is None else _std_max(best, val)
+        # running std::max over the samples in (iy, ix) order
+        flat = best.transpose(0, 1, 3, 2, 4).reshape(C, ph, pw, gh * gw)
+        acc = flat[..., 0]
+        for j in range(1, gh * gw):
+            acc = _std_max(acc, flat[..., j])
+        out[k] = acc
+    return out.astype(x.dtype, copy=False)
 
 
 # ============================================================================ graphs

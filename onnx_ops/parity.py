@@ -241,6 +241,32 @@ def random_array(shape, dtype, rng) -> np.ndarray:
     raise OnnxOpsError(f"cannot make random input of dtype {dt}")
 
 
+def unpool_indices(shape, kernel, stride, pad_begin, out_spatial, rng) -> np.ndarray:
+    """Valid per-plane unpooling indices for pooled values of channels-first ``shape``:
+    each points at a random cell of its window (clamped to the unpooled plane), as
+    max pooling's indices do."""
+    nd = len(out_spatial)
+    sp = tuple(shape[len(shape) - nd:])
+    coords = []
+    for a in range(nd):
+        i = np.arange(sp[a]).reshape((-1,) + (1,) * (nd - 1 - a))
+        r = rng.integers(0, kernel[a], size=tuple(shape))
+        coords.append(np.clip(i * stride[a] - pad_begin[a] + r, 0, max(out_spatial[a] - 1, 0)))
+    return np.ravel_multi_index(tuple(coords), tuple(out_spatial)).astype(np.int64)
+
+
+def random_boxes(k, n_images, height, width, spatial_scale, dtype, rng, batch_column=True) -> np.ndarray:
+    """``k`` random boxes ``[batch, x1, y1, x2, y2]`` (or without the batch column) in
+    input-image coordinates: mostly inside a ``height x width`` map after scaling by
+    ``spatial_scale``, some across its border."""
+    x = rng.uniform(-1.0, width + 1.0, (k, 2))
+    y = rng.uniform(-1.0, height + 1.0, (k, 2))
+    corners = np.stack([x.min(1), y.min(1), x.max(1), y.max(1)], axis=1) / spatial_scale
+    if batch_column:
+        corners = np.concatenate([rng.integers(0, n_images, (k, 1)), corners], axis=1)
+    return corners.astype(dtype)
+
+
 @dataclass
 class NodeCheck:
     node: str
@@ -311,7 +337,7 @@ def check_model_nodes(model, inputs=None, *, rtol=None, atol=None, seed=0, dim=1
         raise OnnxOpsError("the model imports no default-domain opset")
     inits = {t.name: t for t in g.initializer}
     graph_inputs = [vi for vi in g.input if vi.name not in inits]
-    feeds, how = _feeds(graph_inputs, inputs, seed, dim)
+    feeds, how = _feeds(graph_inputs, inputs, seed, dim, model)
     report = NodeCheckReport(label or g.name or "model", int(opset), how,
                              onnxruntime_version=ort.__version__)
     pool_nodes = [n for n in g.node if n.domain in ("", "ai.onnx") and (n.op_type in POOL_OPS or n.op_type in PENDING_OPS)]
@@ -321,7 +347,7 @@ def check_model_nodes(model, inputs=None, *, rtol=None, atol=None, seed=0, dim=1
     have = set(feeds) | set(inits)
     exposed = []
     for n in pool_nodes:
-        for name in list(n.input[:1]) + list(n.output):
+        for name in list(n.input) + list(n.output):
             if name and name not in have and name not in exposed:
                 exposed.append(name)
     probe = onnx.ModelProto()
@@ -347,7 +373,7 @@ def check_model_nodes(model, inputs=None, *, rtol=None, atol=None, seed=0, dim=1
             check.status = f"not compared: {PENDING_OPS[n.op_type]}"
             continue
         try:
-            got = PoolNode(n, int(opset))([x])
+            got = PoolNode(n, int(opset))([values[name] for name in n.input if name])
         except (BackendError, NotImplementedError) as e:
             check.status, check.failed = f"fastpool refuses the node: {e}", True
             continue
@@ -359,10 +385,11 @@ def check_model_nodes(model, inputs=None, *, rtol=None, atol=None, seed=0, dim=1
     return report
 
 
-def _feeds(graph_inputs, inputs, seed, dim):
+def _feeds(graph_inputs, inputs, seed, dim, model=None):
     from onnx import helper
 
     rng = np.random.default_rng(seed)
+    roles = _second_input_roles(model) if model is not None and inputs is None else {}
     feeds = {}
     if inputs is not None:
         inputs = dict(inputs)
@@ -388,5 +415,91 @@ def _feeds(graph_inputs, inputs, seed, dim):
             shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else dim
                           for d in tt.shape.dim)
             feeds[vi.name] = random_array(shape, dt, rng)
+    # output_shape before the indices that must fit it
+    for name, (role, node) in sorted(roles.items(), key=lambda kv: kv[1][0] != "unpool_shape"):
+        if name in feeds:  # a graph input that must hold valid indices or boxes
+            valid = _valid_random(role, node, feeds, model, dim, feeds[name], rng)
+            if valid is not None:
+                feeds[name] = valid
     how = "given" if inputs is not None else f"random (seed {seed}, symbolic dims = {dim})"
     return feeds, how
+
+
+def _second_input_roles(model) -> dict:
+    """Graph value name -> (role, node) for the inputs of MaxUnpool / MaxRoiPool / RoiAlign
+    that random data would make invalid (indices, output_shape, boxes, batch indices)."""
+    roles = {}
+    for n in model.graph.node:
+        if n.domain not in ("", "ai.onnx"):
+            continue
+        ins = list(n.input)
+        if n.op_type == "MaxUnpool":
+            names = ["unpool_indices", "unpool_shape"]
+        elif n.op_type == "MaxRoiPool":
+            names = ["rois5"]
+        elif n.op_type == "RoiAlign":
+            names = ["rois4", "roi_batch"]
+        else:
+            continue
+        for role, name in zip(names, ins[1:]):
+            if name:
+                roles.setdefault(name, (role, n))
+    return roles
+
+
+def _static_shape(name, feeds, model, dim):
+    """The shape of graph value ``name``: from the feeds, else ONNX shape inference
+    (symbolic dimensions set to ``dim``), else None."""
+    if name in feeds:
+        return tuple(feeds[name].shape)
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        return None
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+        if vi.name == name and vi.type.tensor_type.HasField("shape"):
+            return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else dim
+                         for d in vi.type.tensor_type.shape.dim)
+    return None
+
+
+def _valid_random(role, node, feeds, model, dim, current, rng):
+    from onnx import helper
+
+    x_shape = _static_shape(node.input[0], feeds, model, dim)
+    if x_shape is None or len(x_shape) < 3:
+        return None
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if role in ("rois5", "rois4", "roi_batch"):
+        if len(x_shape) != 4:
+            return None
+        n, _, h, w = x_shape
+        k = current.shape[0] if current.ndim else dim
+        if role == "roi_batch":
+            return rng.integers(0, n, size=current.shape).astype(current.dtype)
+        scale = float(attrs.get("spatial_scale", 1.0))
+        return random_boxes(k, n, h, w, scale, current.dtype, rng, batch_column=role == "rois5")
+    nd = len(x_shape) - 2
+    k = list(attrs.get("kernel_shape", [1] * nd))
+    s = list(attrs.get("strides") or [1] * nd)
+    p = list(attrs.get("pads") or [0] * (2 * nd))
+    default = [(x_shape[2 + a] - 1) * s[a] + k[a] - p[a] - p[nd + a] for a in range(nd)]
+    if role == "unpool_shape":
+        return np.asarray(list(x_shape[:2]) + default, dtype=current.dtype)
+    out = default
+    shape_name = node.input[2] if len(node.input) > 2 else ""
+    if shape_name and shape_name in feeds and feeds[shape_name].size == nd + 2:
+        out = [int(v) for v in feeds[shape_name].reshape(-1)[2:]]
+    elif shape_name and any(t.name == shape_name for t in model.graph.initializer):
+        from onnx import numpy_helper
+
+        t = next(t for t in model.graph.initializer if t.name == shape_name)
+        out = [int(v) for v in numpy_helper.to_array(t).reshape(-1)[2:]]
+    if any(o < 1 for o in out):
+        return None
+    local = unpool_indices(x_shape, k, s, p[:nd], out, rng)
+    plane = int(np.prod(out, dtype=np.int64))
+    base = (np.arange(x_shape[0] * x_shape[1], dtype=np.int64) * plane).reshape(x_shape[:2] + (1,) * nd)
+    return (local + base).astype(current.dtype)

@@ -303,10 +303,14 @@ def test_input_checks():
         rep.run({"y": data((1, 1, 4, 4))})
 
 
-@pytest.mark.parametrize("op", ["MaxUnpool", "MaxRoiPool", "RoiAlign"])
-def test_pending_ops_raise_not_implemented(op):
-    node = helper.make_node(op, ["x"], ["y"])
-    with pytest.raises(NotImplementedError, match=f"{op} is not implemented yet: fastpool has no"):
+@pytest.mark.parametrize("op, attrs, match", [
+    ("MaxUnpool", dict(kernel_shape=[2, 2]), r"takes 2 to 3 inputs \(X, I, output_shape\), got \['x'\]"),
+    ("MaxRoiPool", dict(pooled_shape=[2, 2]), r"takes 2 inputs \(X, rois\), got \['x'\]"),
+    ("RoiAlign", {}, r"takes 3 inputs \(X, rois, batch_indices\), got \['x'\]"),
+])
+def test_unpool_and_roi_ops_name_their_inputs(op, attrs, match):
+    node = helper.make_node(op, ["x"], ["y"], **attrs)
+    with pytest.raises(BackendError, match=match):
         backend.run_node(node, [data((1, 1, 4, 4))])
 
 

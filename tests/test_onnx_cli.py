@@ -194,15 +194,23 @@ def test_check_fails_on_nan_input(tmp_path, capsys):
     assert "NaN on one side" in out and "parity: FAIL" in out
 
 
-def test_check_reports_pending_ops_without_failing(tmp_path, capsys):
+def test_check_compares_unpool_and_roi_nodes(tmp_path, capsys):
     nodes = [helper.make_node("MaxPool", ["x"], ["y", "i"], kernel_shape=[2, 2], strides=[2, 2]),
-             helper.make_node("MaxUnpool", ["y", "i"], ["u"], kernel_shape=[2, 2], strides=[2, 2])]
-    model = _graph_model(nodes, [_f("x", [1, 1, 4, 4])], [_f("u", None)])
+             helper.make_node("MaxUnpool", ["y", "i"], ["u"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("RoiAlign", ["x", "r", "b"], ["a"], output_height=2, output_width=2,
+                              sampling_ratio=2),
+             helper.make_node("MaxRoiPool", ["x", "r5"], ["m"], pooled_shape=[2, 3])]
+    ins = [_f("x", [2, 1, 4, 4]), _f("r", ["K", 4]), helper.make_tensor_value_info("b", onnx.TensorProto.INT64, ["K"]),
+           _f("r5", [3, 5])]
+    model = _graph_model(nodes, ins, [_f("u", None), _f("a", None), _f("m", None)])
     path = tmp_path / "m.onnx"
     onnx.save(model, str(path))
-    assert cli.main_check([str(path)]) == 0
+    # random inputs: the boxes and batch indices are drawn valid for x's (2, 1, 4, 4)
+    assert cli.main_check([str(path), "--dim", "5"]) == 0
     out = capsys.readouterr().out
-    assert "not compared: fastpool has no unpooling kernel yet" in out and "parity: PASS" in out
+    for op, shape in (("MaxUnpool", "(2, 1, 4, 4)"), ("RoiAlign", "(5, 1, 2, 2)"), ("MaxRoiPool", "(3, 1, 2, 3)")):
+        assert op in out and shape in out
+    assert "parity: PASS" in out
 
 
 def test_check_without_pooling_nodes(tmp_path, capsys):
