@@ -78,6 +78,14 @@ def _no_indices(indices, op):
         raise PoolingError(f"indices is not used by {op}; pass indices=None")
 
 
+def _ro(a: np.ndarray) -> np.ndarray:
+    """A read-only view: kernel inputs are always read-only, so each kernel
+    compiles one signature per dtype (Numba types read-only arrays apart)."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
 def _pick(kernel, a, b):
     """The parallel kernel, or its serial twin for tiny arrays (waking the thread
     pool costs more than a tiny call's work; ``_cpu.pick`` holds the threshold)."""
@@ -110,7 +118,7 @@ def _scatter(cn: Canon, g5: np.ndarray, idx: np.ndarray, osp) -> np.ndarray:
     gx5 = np.empty(cn.x5.shape, g5.dtype)
     if gx5.size:
         b, c = gx5.shape[0], gx5.shape[4]
-        idx5 = np.ascontiguousarray(idx, dtype=np.int64).reshape(cn.canon_shape(osp))
+        idx5 = _ro(np.ascontiguousarray(idx, dtype=np.int64).reshape(cn.canon_shape(osp)))
         _pick(_cpu.scatter_max_backward, g5, gx5)(g5.reshape(b, -1, c), idx5.reshape(b, -1, c), gx5.reshape(b, -1, c))
     return _to_user(cn, gx5)
 
@@ -162,7 +170,14 @@ def _unpool_setup(nd, x, indices, kernel_size, stride, padding, output_size, lay
         raise PoolingTypeError(f"indices must be an integer array, got dtype {idx.dtype}")
     if tuple(idx.shape) != cn.shape:
         raise PoolingError(f"indices must have x's shape {cn.shape}, got {tuple(idx.shape)}")
-    n_out = int(np.prod(osp, dtype=np.int64))
+    n_out = 1
+    for o in osp:   # Python ints: an int64 product of huge sizes would wrap
+        n_out *= int(o)
+    if n_out * max(cn.x5.shape[0] * cn.x5.shape[4], 1) >= (1 << 63) // 8:
+        raise PoolingError(
+            f"the unpooled output would have spatial size {tuple(osp)}, more elements than an "
+            f"array can hold"
+        )
     if idx.size:
         lo, hi = int(idx.min()), int(idx.max())
         if lo < 0 or hi >= n_out:
@@ -171,7 +186,7 @@ def _unpool_setup(nd, x, indices, kernel_size, stride, padding, output_size, lay
                 f"indices must lie in [0, {n_out}) (flat positions in one output plane of "
                 f"spatial size {tuple(osp)}), got {bad}"
             )
-    idx5 = np.ascontiguousarray(idx, dtype=np.int64).reshape(cn.x5.shape)
+    idx5 = _ro(np.ascontiguousarray(idx, dtype=np.int64).reshape(cn.x5.shape))
     return cn, tuple(osp), idx5
 
 
@@ -262,7 +277,7 @@ def _frac_output(nd, spatial, ks, output_size, output_ratio):
 def _frac_samples(cn: Canon, nd, samples, rng, T):
     C = _channel_count(cn)
     B, Cc = cn.x5.shape[0], cn.x5.shape[4]
-    nb = (B * Cc) // C if C else 0
+    nb = (B * Cc) // C if C else (cn.shape[0] if len(cn.shape) == nd + 2 else 1)
     want = (nb, C, nd)
     if samples is None:
         gen = _generator(rng)
@@ -581,7 +596,7 @@ def _levels(levels):
 
 def _spp_setup(x, levels, mode, layout):
     lv = _levels(levels)
-    if mode not in ("max", "avg"):
+    if not isinstance(mode, str) or mode not in ("max", "avg"):
         raise PoolingError(f"mode must be 'max' or 'avg', got {mode!r}")
     layout = normalize_layout(layout)
     cn = canonical(x, 2, layout, allow_int=True)
@@ -737,7 +752,7 @@ def _roi_route(s, work):
         return s
     r = dict(s)
     x4 = s["x5"].reshape(s["N"], s["C"], s["H"], s["W"])
-    r["x5"] = np.ascontiguousarray(x4.transpose(0, 2, 3, 1)).reshape(s["N"], 1, s["H"], s["W"], s["C"])
+    r["x5"] = _ro(np.ascontiguousarray(x4.transpose(0, 2, 3, 1)).reshape(s["N"], 1, s["H"], s["W"], s["C"]))
     r["layout"] = "channels_last"
     return r
 
@@ -870,6 +885,15 @@ def _roi_align_tables(s, sampling_ratio, aligned):
     else:
         gh = np.maximum(_to_int(np.ceil(bh)), 0)
         gw = np.maximum(_to_int(np.ceil(bw)), 0)
+    # a kernel task lists the samples of one bin row of one RoI in a buffer of its own
+    per_task = gh.astype(np.float64) * gw * s["pw"]
+    if per_task.size and per_task.max() > _MAX_ROW_SAMPLES:
+        k = int(np.argmax(per_task))
+        raise PoolingError(
+            f"box {k} would take {int(gh[k])} x {int(gw[k])} samples per bin, {s['pw']} bins a "
+            f"row: more than {_MAX_ROW_SAMPLES} samples per row; pass a smaller sampling_ratio, "
+            f"spatial_scale or box"
+        )
     count = np.maximum(gh * gw, 1).astype(T)
     yoff, ylo, yhi, ly, hy = _roi_axis(sh, bh, gh, s["ph"], s["H"], T)
     xoff, xlo, xhi, lx, hx = _roi_axis(sw, bw, gw, s["pw"], s["W"], T)
@@ -881,9 +905,14 @@ def _roi_align_work(s, tabs):
     return int((gh * gw).sum()) * s["ph"] * s["pw"] * 4   # four corners per sample
 
 
+_MAX_ROW_SAMPLES = 1 << 22
+
+
 def _roi_align_args(sampling_ratio, aligned):
     if not is_int(sampling_ratio):
         raise PoolingTypeError(f"sampling_ratio must be an int, got {sampling_ratio!r}")
+    if sampling_ratio > _MAX_ROW_SAMPLES:
+        raise PoolingError(f"sampling_ratio must be <= {_MAX_ROW_SAMPLES}, got {sampling_ratio!r}")
     return int(sampling_ratio), _bool("aligned", aligned)
 
 
@@ -919,7 +948,7 @@ def roi_pool_backward(grad_output, x, boxes, output_size, spatial_scale=1.0, *,
     r = _roi_route(s, _roi_pool_work(tabs))
     g5 = _roi_grad(s, r, grad_output, "roi_pool")
     if indices is None:
-        _, arg5 = _roi_pool_forward(s, tabs, r)
+        arg5 = _ro(_roi_pool_forward(s, tabs, r)[1])
     else:
         idx = as_array(indices, "indices")
         if idx.dtype.kind not in "iu":
@@ -929,7 +958,7 @@ def roi_pool_backward(grad_output, x, boxes, output_size, spatial_scale=1.0, *,
         if idx.size and (idx.min() < -1 or idx.max() >= s["H"] * s["W"]):
             bad = idx.min() if idx.min() < -1 else idx.max()
             raise PoolingError(f"indices must lie in [-1, {s['H'] * s['W']}) (-1: empty bin), got {int(bad)}")
-        arg5 = _to_route(s, r, np.asarray(idx, dtype=np.int64))
+        arg5 = _ro(_to_route(s, r, np.asarray(idx, dtype=np.int64)))
     gx5 = np.empty(r["x5"].shape, s["T"])
     if gx5.size:
         _pick(_k.roi_pool_backward, g5, gx5)(g5, arg5, gx5, *_batch_order(s))

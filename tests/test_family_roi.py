@@ -159,7 +159,8 @@ def test_box_forms_layouts_dtypes_and_empty():
         np.testing.assert_array_equal(half, fn(x.astype(np.float16).astype(np.float32), k5, 2).astype(np.float16))
         empty = fn(x, np.zeros((0, 5)), (2, 3))
         assert empty.shape == (0, 2, 2, 3)
-    g = RNG.standard_normal((len(k5), 2, 2, 2)).astype(np.float32)
+    g = RNG.standard_normal((len(k5), 2, 2, 2))
+    x, xl = x.astype(np.float64), xl.astype(np.float64)
     gl = fp.roi_align_backward(np.ascontiguousarray(g.transpose(0, 2, 3, 1)), xl, k5, 2, layout="NHWC")
     np.testing.assert_array_equal(gl.transpose(0, 3, 1, 2), fp.roi_align_backward(g, x, k5, 2))
     assert (fp.roi_align_backward(np.zeros((0, 2, 2, 2)), x, np.zeros((0, 5)), 2) == 0).all()
@@ -218,10 +219,10 @@ def test_errors(call, exc, words):
 def test_channels_first_direct_and_transposed_routes_agree(fn, bw):
     # few boxes run the channels-first kernels directly; many boxes go through the
     # channels-last kernels on a transposed copy; box 0 must come out the same either way
-    x = RNG.standard_normal((2, 4, 30, 30)).astype(np.float32)
-    many = boxes(200, 2, 30, 30)
+    x = RNG.standard_normal((2, 4, 30, 30))
+    many = boxes(200, 2, 30, 30, np.float64)
     one = many[:1]
     np.testing.assert_array_equal(fn(x, one, 3), fn(x, many, 3)[:1])
-    g = np.zeros((200, 4, 3, 3), np.float32)
+    g = np.zeros((200, 4, 3, 3))
     g[0] = RNG.standard_normal((4, 3, 3))
     np.testing.assert_array_equal(bw(g[:1], x, one, 3), bw(g, x, many, 3))
