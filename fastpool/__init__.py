@@ -1,5 +1,7 @@
 """fastpool: parallel Numba pooling kernels with backward passes for NumPy pipelines."""
 
+# chooses numba's threading layer: must run before any kernel does
+from ._threading import get_num_threads, set_num_threads, threading_layer
 from .errors import PoolingError, PoolingTypeError
 from .pooling import (
     adaptive_avg_pool1d, adaptive_avg_pool1d_backward, adaptive_avg_pool2d,
@@ -28,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PoolingError", "PoolingTypeError", "__version__",
+    "set_num_threads", "get_num_threads", "threading_layer",
     "adaptive_avg_pool1d", "adaptive_avg_pool1d_backward", "adaptive_avg_pool2d",
     "adaptive_avg_pool2d_backward", "adaptive_avg_pool3d", "adaptive_avg_pool3d_backward",
     "adaptive_max_pool1d", "adaptive_max_pool1d_backward", "adaptive_max_pool2d",

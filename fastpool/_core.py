@@ -8,11 +8,13 @@ kernels receive read-only views, and outputs are allocated by NumPy.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _geometry as geo
+from . import _threading
 from ._spec import CHANNELS_FIRST
 from .errors import PoolingError, PoolingTypeError
 
@@ -27,7 +29,11 @@ def public(op: str, x_arg: int = 0):
         @functools.wraps(fn)
         def inner(*args, **kwargs):
             try:
-                return fn(*args, **kwargs)
+                guard = _threading.guard
+                if guard is None:
+                    return fn(*args, **kwargs)
+                with guard():
+                    return fn(*args, **kwargs)
             except PoolingError as e:
                 x = args[x_arg] if len(args) > x_arg else kwargs.get("x")
                 shape = getattr(x, "shape", None)
@@ -79,7 +85,13 @@ class Canon:
         return self.lead + tuple(out_spatial) + self.trail
 
     def canon_shape(self, out_spatial) -> tuple:
-        return (self.x5.shape[0],) + three(out_spatial) + (self.x5.shape[4],)
+        shape = (self.x5.shape[0],) + three(out_spatial) + (self.x5.shape[4],)
+        if math.prod(shape) >= (1 << 63) // 8:   # NumPy would raise a bare ValueError
+            raise PoolingError(
+                f"the output would have shape {self.user_shape(out_spatial)}, more elements "
+                f"than an array can hold"
+            )
+        return shape
 
 
 def three(sizes) -> tuple:

@@ -82,6 +82,14 @@ def window_axis(axis: int, n: int, k: int, s: int, d: int, pb: int, pe: int,
             f"spans {span} cells (kernel_size={k}, dilation={d}) but the padded input has "
             f"{n + pb + pe} (size {n}, padding ({pb}, {pe}))"
         )
+    if out > n * k:
+        # each input cell is read by at most k windows, so some window holds none;
+        # caught before tables of `out` rows are built (huge paddings)
+        raise PoolingError(
+            f"every window must hold an input cell: on spatial axis {axis} the padding gives "
+            f"{out} windows but {n} cells can fill at most {n * k} (kernel_size={k}, stride={s}, "
+            f"dilation={d}, padding ({pb}, {pe}))"
+        )
     start = np.arange(out, dtype=np.int64) * s - pb
     # valid taps t satisfy 0 <= start + t*d <= n-1, 0 <= t < k
     t0 = np.maximum(0, -(start // d))          # ceil(-start / d) for start < 0
@@ -133,13 +141,29 @@ def _adaptive_plan(spec: AdaptiveSpec, spatial: tuple):
     return tuple(axes)
 
 
+# Output cells per plane beyond which no float64 array (nor a divisor table) can exist.
+MAX_PLANE_CELLS = (1 << 63) // 8
+
+
+def _fits(axes):
+    cells = 1
+    for t in axes:
+        cells *= t.out
+    if cells >= MAX_PLANE_CELLS:
+        raise PoolingError(
+            f"the output would have {' x '.join(str(t.out) for t in axes)} = {cells} cells per "
+            f"plane, more than an array can hold"
+        )
+    return axes
+
+
 def plan(spec, spatial) -> tuple:
     """Per-axis tables for ``spatial`` (the input's spatial sizes)."""
     spatial = tuple(int(n) for n in spatial)
     if isinstance(spec, WindowSpec):
-        return _window_plan(spec, spatial)
+        return _fits(_window_plan(spec, spatial))
     if isinstance(spec, AdaptiveSpec):
-        return _adaptive_plan(spec, spatial)
+        return _fits(_adaptive_plan(spec, spatial))
     if spec == "global":
         return tuple(adaptive_axis(n, 1) if n >= 1 else _empty_global(a) for a, n in enumerate(spatial))
     raise TypeError(f"unknown geometry spec {spec!r}")

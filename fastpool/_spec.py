@@ -41,6 +41,17 @@ def is_int(v) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
+# Sizes, strides and paddings past this would overflow the int64 window tables
+# (no array has an axis anywhere near it).
+MAX_SIZE = 1 << 62
+
+
+def _not_huge(name: str, value, items) -> None:
+    for v in items:
+        if v > MAX_SIZE:
+            raise PoolingError(f"{name} must be <= 2**62, got {value!r}")
+
+
 def int_tuple(name: str, value, n: int, minimum: int) -> tuple:
     """An int or a length-``n`` sequence of ints, each ``>= minimum``."""
     if is_int(value):
@@ -59,6 +70,7 @@ def int_tuple(name: str, value, n: int, minimum: int) -> tuple:
     for v in items:
         if v < minimum:
             raise PoolingError(f"{name} must be >= {minimum}, got {value!r}")
+    _not_huge(name, value, items)
     return items
 
 
@@ -98,6 +110,7 @@ def normalize_padding(padding, n: int):
     for b, e in pairs:
         if b < 0 or e < 0:
             raise PoolingError(f"padding must be >= 0, got {padding!r}")
+        _not_huge("padding", padding, (b, e))
     return pairs
 
 
@@ -149,6 +162,8 @@ def adaptive_spec(nd, output_size, layout=CHANNELS_FIRST) -> AdaptiveSpec:
             raise PoolingTypeError(f"output_size entries must be ints or None, got {output_size!r}")
         if s is not None and s < 1:
             raise PoolingError(f"output_size must be >= 1, got {output_size!r}")
+        if s is not None:
+            _not_huge("output_size", output_size, (s,))
     sizes = tuple(None if s is None else int(s) for s in sizes)
     return AdaptiveSpec(nd, sizes, normalize_layout(layout))
 

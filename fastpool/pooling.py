@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _cpu
 from . import _geometry as geo
-from ._core import (Canon, canon_grad, canonical, check_rank, check_grad, check_indices, compute_dtype,
+from ._core import (Canon, as_array, canon_grad, canonical, check_rank, check_grad, check_indices, compute_dtype,
                     covers, divisor, flat4, float_backward_input, interior_args, kernel_input,
                     public, tables)
 from ._spec import (AdaptiveSpec, adaptive_spec, is_int, norm_type_value, normalize_layout,
@@ -403,7 +403,7 @@ def _squeeze(cn: Canon, out, keepdims):
 
 
 def _unsqueezed(cn: Canon, grad_output, keepdims):
-    g = np.asarray(grad_output) if not isinstance(grad_output, np.ndarray) else grad_output
+    g = as_array(grad_output, "grad_output")
     if not _bool("keepdims", keepdims):
         want = cn.lead + cn.trail
         if tuple(g.shape) != want:
