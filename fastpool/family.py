@@ -78,6 +78,14 @@ def _no_indices(indices, op):
         raise PoolingError(f"indices is not used by {op}; pass indices=None")
 
 
+def _ro(a: np.ndarray) -> np.ndarray:
+    """A read-only view: kernel inputs are always read-only, so each kernel
+    compiles one signature per dtype (Numba types read-only arrays apart)."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
 def _pick(kernel, a, b):
     """The parallel kernel, or its serial twin for tiny arrays (waking the thread
     pool costs more than a tiny call's work; ``_cpu.pick`` holds the threshold)."""
@@ -110,7 +118,7 @@ def _scatter(cn: Canon, g5: np.ndarray, idx: np.ndarray, osp) -> np.ndarray:
     gx5 = np.empty(cn.x5.shape, g5.dtype)
     if gx5.size:
         b, c = gx5.shape[0], gx5.shape[4]
-        idx5 = np.ascontiguousarray(idx, dtype=np.int64).reshape(cn.canon_shape(osp))
+        idx5 = _ro(np.ascontiguousarray(idx, dtype=np.int64).reshape(cn.canon_shape(osp)))
         _pick(_cpu.scatter_max_backward, g5, gx5)(g5.reshape(b, -1, c), idx5.reshape(b, -1, c), gx5.reshape(b, -1, c))
     return _to_user(cn, gx5)
 
@@ -178,7 +186,7 @@ def _unpool_setup(nd, x, indices, kernel_size, stride, padding, output_size, lay
                 f"indices must lie in [0, {n_out}) (flat positions in one output plane of "
                 f"spatial size {tuple(osp)}), got {bad}"
             )
-    idx5 = np.ascontiguousarray(idx, dtype=np.int64).reshape(cn.x5.shape)
+    idx5 = _ro(np.ascontiguousarray(idx, dtype=np.int64).reshape(cn.x5.shape))
     return cn, tuple(osp), idx5
 
 
@@ -744,7 +752,7 @@ def _roi_route(s, work):
         return s
     r = dict(s)
     x4 = s["x5"].reshape(s["N"], s["C"], s["H"], s["W"])
-    r["x5"] = np.ascontiguousarray(x4.transpose(0, 2, 3, 1)).reshape(s["N"], 1, s["H"], s["W"], s["C"])
+    r["x5"] = _ro(np.ascontiguousarray(x4.transpose(0, 2, 3, 1)).reshape(s["N"], 1, s["H"], s["W"], s["C"]))
     r["layout"] = "channels_last"
     return r
 
@@ -940,7 +948,7 @@ def roi_pool_backward(grad_output, x, boxes, output_size, spatial_scale=1.0, *,
     r = _roi_route(s, _roi_pool_work(tabs))
     g5 = _roi_grad(s, r, grad_output, "roi_pool")
     if indices is None:
-        _, arg5 = _roi_pool_forward(s, tabs, r)
+        arg5 = _ro(_roi_pool_forward(s, tabs, r)[1])
     else:
         idx = as_array(indices, "indices")
         if idx.dtype.kind not in "iu":
@@ -950,7 +958,7 @@ def roi_pool_backward(grad_output, x, boxes, output_size, spatial_scale=1.0, *,
         if idx.size and (idx.min() < -1 or idx.max() >= s["H"] * s["W"]):
             bad = idx.min() if idx.min() < -1 else idx.max()
             raise PoolingError(f"indices must lie in [-1, {s['H'] * s['W']}) (-1: empty bin), got {int(bad)}")
-        arg5 = _to_route(s, r, np.asarray(idx, dtype=np.int64))
+        arg5 = _ro(_to_route(s, r, np.asarray(idx, dtype=np.int64)))
     gx5 = np.empty(r["x5"].shape, s["T"])
     if gx5.size:
         _pick(_k.roi_pool_backward, g5, gx5)(g5, arg5, gx5, *_batch_order(s))
