@@ -448,6 +448,10 @@ def _roi_axis_samples(start, bin_, grid, n_bins, size, T):
     return valid, lo, hi, lw, hw
 
 
+# weighted corner samples one RoI of mode="max" may hold at once (float64: 1 GiB)
+_MAX_MAX_SAMPLES = 1 << 27
+
+
 def roi_align_max(x, rois, batch, output_size, spatial_scale, sampling_ratio, half_pixel,
                   where="RoiAlign"):
     """ONNX ``RoiAlign`` with ``mode="max"`` (onnx#4764), as onnxruntime and the ONNX
@@ -475,10 +479,17 @@ def roi_align_max(x, rois, batch, output_size, spatial_scale, sampling_ratio, ha
         if not half_pixel:  # malformed RoIs forced to 1x1
             rw, rh = max(rw, T(1)), max(rh, T(1))
         bh, bw = T(rh / T(ph)), T(rw / T(pw))
+        if not (np.isfinite(bh) and np.isfinite(bw)):
+            raise BackendError(f"{where}: RoI {k} scaled by spatial_scale={spatial_scale} is not "
+                               f"finite in {np.dtype(T).name}")
         gh = sampling_ratio if sampling_ratio > 0 else int(np.ceil(bh))
         gw = sampling_ratio if sampling_ratio > 0 else int(np.ceil(bw))
         if gh <= 0 or gw <= 0:
             continue  # no samples: the bin stays 0
+        if float(C) * ph * gh * pw * gw > _MAX_MAX_SAMPLES:   # the sample arrays below
+            raise BackendError(f"{where}: RoI {k} would take {gh} x {gw} samples per bin for "
+                               f"{C} channels and {ph} x {pw} bins: more than {_MAX_MAX_SAMPLES} "
+                               f"samples; use a smaller sampling_ratio, spatial_scale or RoI")
         vy, ylo, yhi, ly, hy = _roi_axis_samples(sh, bh, gh, ph, H, T)   # (ph, gh)
         vx, xlo, xhi, lx, hx = _roi_axis_samples(sw, bw, gw, pw, W, T)   # (pw, gw)
         ok = vy[:, :, None, None] & vx[None, None, :, :]                 # (ph, gh, pw, gw)
@@ -507,10 +518,17 @@ def roi_align_max(x, rois, batch, output_size, spatial_scale, sampling_ratio, ha
 def _load(model) -> onnx.ModelProto:
     if isinstance(model, onnx.ModelProto):
         return model
-    if isinstance(model, (bytes, bytearray)):
-        return onnx.load_model_from_string(bytes(model))
-    if isinstance(model, (str, os.PathLike)):
-        return onnx.load(os.fspath(model))
+    try:
+        if isinstance(model, (bytes, bytearray)):
+            return onnx.load_model_from_string(bytes(model))
+        if isinstance(model, (str, os.PathLike)):
+            return onnx.load(os.fspath(model))
+    except OSError as e:
+        raise BackendError(f"cannot read the model file: {e}") from None
+    except Exception as e:  # protobuf's DecodeError and kin: truncated or not an ONNX model
+        what = f"{os.fspath(model)!r}" if isinstance(model, (str, os.PathLike)) else \
+            f"the {len(model)} bytes given"
+        raise BackendError(f"{what} is not a readable ONNX model ({type(e).__name__}: {e})") from None
     raise BackendError(f"prepare takes an onnx.ModelProto, bytes or a file path, got {type(model).__name__}")
 
 
