@@ -29,6 +29,29 @@ Facts this module relies on (measured with onnx 1.23.2 / onnxruntime 1.31.1):
   FusedMatMul with a float32 ``alpha``, even in float64 graphs, so divisors are
   folded into the window matrices instead.
 
+The rest of the pooling family (fastpool.layers_family):
+
+* ``max_unpool``: ``MaxUnpool`` with ``output_shape`` always given (without it
+  the size is ambiguous for odd inputs) and fastpool's per-plane indices offset
+  by ``(n*C + c) * plane`` to ONNX's flat ones, at run time so the batch axis
+  stays symbolic.  ORT's MaxUnpool runs float32/float16 only and refuses an
+  ``output_shape`` below the default size (PyTorch and fastpool allow down to
+  default - stride + 1); there ``ScatterElements`` into zero planes is exact
+  (ORT applies the updates in order, so the later duplicate wins, as in fastpool).
+* ``fractional_max_pool`` (fixed samples only, so a fixed batch): constant
+  window starts from fastpool's own sequence; per-window Slice + ReduceMax +
+  Concat when every plane shares one sample, else a GatherElements per window
+  tap and ``Max`` (ORT's Max propagates NaN, as fastpool does).
+* ``stochastic_pool``: the inference form only, ``AveragePool(x*x) /
+  AveragePool(x)`` (the divisor cancels), 0 where the window sum is 0.
+* ``mixed_pool``: MaxPool and AveragePool (count_include_pad=1) combined in
+  float64 with a scalar or ``(1, C, 1, ...)`` alpha constant.
+* ``spatial_pyramid_pool``: the adaptive lowering per level, Flatten, Concat.
+* ``roi_align``: ``RoiAlign`` mode avg (max mode is the max of weighted corners,
+  onnx#4764), ``half_pixel`` for ``aligned=True``, ``output_half_pixel`` else;
+  ``roi_pool``: ``MaxRoiPool`` (float32 only in ORT).  ORT 1.31 has no
+  opset-22 kernel for either.
+
 Decompositions compute in float64 (sums of 0/1 window matrices applied per
 axis with MatMul, per-bin Slice + ReduceMax/ArgMax), then round once to the
 output dtype exactly as fastpool does (float16 goes float64 -> float32 ->
@@ -37,6 +60,7 @@ float16, mirroring fastpool's float32 compute dtype).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +82,11 @@ FLOATS = (F16, F32, F64)
 # dtypes export accepts; max pooling keeps integer dtypes, average/Lp of integers give float64
 DTYPES = FLOATS + tuple(np.dtype(t) for t in (np.int8, np.uint8, np.int32))
 MAX_KINDS = ("max_pool", "adaptive_max_pool", "global_max_pool")
+ROI_KINDS = ("roi_pool", "roi_align")
+# kinds whose layer takes a second input in forward, and that input's graph name
+SECOND_INPUT = {"max_unpool": "indices", "roi_pool": "boxes", "roi_align": "boxes"}
+# kinds without ``layer.nd`` that still have a fixed spatial rank
+_FIXED_ND = {"spatial_pyramid_pool": 2, "roi_pool": 2, "roi_align": 2}
 
 
 @dataclass(frozen=True)
@@ -88,6 +117,9 @@ class Builder:
         self._values: dict = {}
         self.prefix = ""
         self.layer_label = ""
+        # forward arguments of the exported layer that are not constructor arguments
+        # (MaxUnpool's output_size)
+        self.output_size = None
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -118,7 +150,9 @@ class Builder:
         self.note("decomposed", reason)
 
     def const(self, array, hint: str = "const") -> str:
-        arr = np.ascontiguousarray(array)
+        arr = np.asarray(array)
+        if not arr.flags.c_contiguous:   # (np.ascontiguousarray would turn a scalar into shape (1,))
+            arr = arr.copy(order="C")
         key = (arr.dtype.str, arr.shape, arr.tobytes())
         hit = self._consts.get(key)
         if hit is None:
@@ -269,10 +303,28 @@ def check_dtype(dtype) -> np.dtype:
 # ============================================================================ layers
 
 
-def lower_layer(b: Builder, layer, x: Value) -> list:
-    """Lower one fastpool layer applied to ``x``; returns its output Values."""
+def layer_nd(layer):
+    """Spatial rank of a layer's input, None for global pooling (any rank)."""
+    return layer.nd if layer.nd is not None else _FIXED_ND.get(layer.kind)
+
+
+def lower_layer(b: Builder, layer, x: Value, *extra: Value) -> list:
+    """Lower one fastpool layer applied to ``x`` (and, for MaxUnpool / RoI layers, its
+    second input); returns its output Values."""
     kind = layer.kind
-    if layer.nd is None:
+    if kind not in _LOWER:
+        raise ExportError(f"{b.layer_label}: layers of kind '{kind}' cannot be exported "
+                          f"(onnx_ops exports {', '.join(sorted(_LOWER))})")
+    if len(extra) != (kind in SECOND_INPUT):
+        raise ExportError(f"{b.layer_label}: expects {1 + (kind in SECOND_INPUT)} graph input(s), "
+                          f"got {1 + len(extra)}")
+    nd = layer_nd(layer)
+    if kind in ROI_KINDS:
+        if x.rank != 4:
+            want = "(N, C, H, W)" if layer.layout != CHANNELS_LAST else "(N, H, W, C)"
+            raise ExportError(f"{b.layer_label}: expects 4-D {want} input, got shape {x.shape}")
+        batched = True
+    elif nd is None:
         if x.rank < 3 or x.rank > 5:
             raise ExportError(
                 f"{b.layer_label}: global pooling needs (N, C, *spatial) input with 1 to 3 "
@@ -280,7 +332,6 @@ def lower_layer(b: Builder, layer, x: Value) -> list:
             )
         nd, batched = x.rank - 2, True
     else:
-        nd = layer.nd
         if x.rank not in (nd + 1, nd + 2):
             raise ExportError(
                 f"{b.layer_label}: expects {nd + 2}-D (batched) or {nd + 1}-D (unbatched) "
@@ -293,27 +344,34 @@ def lower_layer(b: Builder, layer, x: Value) -> list:
         raise ExportError(f"{b.layer_label}: int64 max pooling cannot be exported exactly "
                           f"(onnxruntime's MaxPool has no int64 kernel and float64 cannot hold every int64)")
 
+    to_first = (0, r - 1) + tuple(range(1, r - 1))
     v = x if batched else b.unsqueeze(x, 0)
+    ex = list(extra)
+    if kind == "max_unpool":  # the indices have x's shape and layout
+        ex = [e if batched else b.unsqueeze(e, 0) for e in ex]
+        if cl:
+            ex = [b.transpose(e, to_first) for e in ex]
     if cl:
-        v = b.transpose(v, (0, r - 1) + tuple(range(1, r - 1)))
+        v = b.transpose(v, to_first)
     keep_int = None
-    if kind in MAX_KINDS and v.dtype == np.int32:
+    int_max = kind in MAX_KINDS or (kind == "spatial_pyramid_pool" and layer.kwargs["mode"] == "max")
+    if int_max and v.dtype == np.int32:
         # int32 -> float64 is exact; onnxruntime's MaxPool has no int32 kernel
         keep_int = v.dtype
         v = b.cast(v, F64)
         b.note("cast", "int32 max pooling computed in float64 (exact)")
 
-    outs = _LOWER[kind](b, layer, v)
+    outs = _LOWER[kind](b, layer, v, *ex)
     if keep_int is not None:
         outs[0] = b.cast(outs[0], keep_int)
 
     results = []
     for o in outs:
-        if o.rank == r:  # a global layer with keepdims=False already gave (N, C)
-            if cl:
-                o = b.transpose(o, (0,) + tuple(range(2, r)) + (1,))
-            if not batched:
-                o = b.squeeze(o, [0])
+        # a global layer with keepdims=False already gave (N, C), spatial pyramid pooling (N, F)
+        if o.rank == r and cl:
+            o = b.transpose(o, (0,) + tuple(range(2, r)) + (1,))
+        if not batched:
+            o = b.squeeze(o, [0])
         results.append(o)
     return results
 
@@ -755,6 +813,291 @@ def _lower_global_lp(b: Builder, layer, v: Value) -> list:
     return _keepdims(b, layer, [out])
 
 
+# ---------------------------------------------------------------------------- the pooling family
+
+
+def _family_ints(name, value, nd, low):
+    from fastpool._spec import int_tuple
+
+    return int_tuple(name, value, nd, low)
+
+
+def _plane_base(b: Builder, v: Value, plane: int) -> Value:
+    """``(n*C + c) * plane`` as an int64 (N, C, 1, ..., 1) value, for any batch size."""
+    nd = v.rank - 2
+    nc_shape = b.op1("Shape", [v], (2,), I64, start=0, end=2)
+    nc = b.op1("ReduceProd", [nc_shape], (), I64, keepdims=0)
+    planes = b.op1("Range", [b.scalar(0, I64), nc, b.scalar(1, I64)], (v.shape[0] * v.shape[1],), I64)
+    if plane != 1:
+        planes = b.binary("Mul", planes, b.scalar(plane, I64))
+    return b.op1("Reshape", [planes, b.ints([-1, v.shape[1]] + [1] * nd)], v.shape[:2] + (1,) * nd, I64)
+
+
+def _shape_with(b: Builder, v: Value, tail) -> Value:
+    """``[N, C, *tail]`` as an int64 shape tensor, N and C read from ``v`` at run time."""
+    nc = b.op1("Shape", [v], (2,), I64, start=0, end=2)
+    return b.op1("Concat", [nc, b.ints(tail)], (2 + len(tail),), I64, axis=0)
+
+
+def _lower_max_unpool(b: Builder, layer, v: Value, ind: Value) -> list:
+    nd = v.rank - 2
+    kw = layer.kwargs
+    k = _family_ints("kernel_size", kw["kernel_size"], nd, 1)
+    s = k if kw["stride"] is None else _family_ints("stride", kw["stride"], nd, 1)
+    p = _family_ints("padding", kw["padding"], nd, 0)
+    sp = _spatial(v)
+    default = tuple((sp[a] - 1) * s[a] - 2 * p[a] + k[a] for a in range(nd))
+    osp = default if b.output_size is None else tuple(b.output_size)
+    out_shape = v.shape[:2] + osp
+    plane = int(np.prod(osp, dtype=np.int64))
+    if v.dtype not in (F16, F32):
+        reason = f"onnxruntime's MaxUnpool runs float32/float16 only, not {v.dtype}"
+    elif any(o < d for o, d in zip(osp, default)):
+        reason = (f"output_size {osp} is below the default size {default}, which onnxruntime's "
+                  f"MaxUnpool refuses")
+    else:
+        reason = None
+    if reason is None:
+        # ONNX's indices are flat over (N, C, *output); fastpool's per plane
+        flat = b.binary("Add", ind, _plane_base(b, v, plane))
+        shape_in = _shape_with(b, v, osp)
+        b.note("native", "MaxUnpool with output_shape (indices offset to ONNX's flat N*C*spatial)")
+        return [b.op1("MaxUnpool", [v, flat, shape_in], out_shape, v.dtype, kernel_shape=list(k),
+                      strides=list(s), pads=list(p) * 2)]
+    b.decompose(reason + "; ScatterElements into a zero plane per (n, c)")
+    n_in = int(np.prod(sp, dtype=np.int64))
+    xf = b.op1("Reshape", [v, b.ints([0, 0, -1])], v.shape[:2] + (n_in,), v.dtype)
+    idf = b.op1("Reshape", [ind, b.ints([0, 0, -1])], v.shape[:2] + (n_in,), I64)
+    zshape = _shape_with(b, v, (plane,))
+    zeros = b.op1("Expand", [b.scalar(0, v.dtype), zshape], v.shape[:2] + (plane,), v.dtype)
+    # reduction="none": onnxruntime applies the updates in order, so the later of two
+    # inputs naming one cell wins, as in fastpool
+    y = b.op1("ScatterElements", [zeros, idf, xf], zeros.shape, v.dtype, axis=2)
+    return [b.op1("Reshape", [y, b.ints([0, 0] + list(osp))], out_shape, v.dtype)]
+
+
+@dataclass
+class _Bins:
+    """One axis of fixed windows for :func:`_adaptive_max_chain`."""
+
+    out: int
+    lo: np.ndarray
+    taps: np.ndarray
+
+
+def _fractional_starts(layer, v: Value):
+    """Window starts per axis, (N, C, out) int64, from the layer's fixed samples."""
+    from fastpool import family as F
+
+    nd = v.rank - 2
+    kw = layer.kwargs
+    if kw["samples"] is None:
+        raise ExportError(
+            f"{layer!r} draws new windows at every call; ONNX needs fixed ones: construct the "
+            f"layer with samples=... (e.g. samples=layer.last_samples after a forward call)"
+        )
+    k = _family_ints("kernel_size", kw["kernel_size"], nd, 1)
+    sp = _spatial(v)
+    if kw["output_size"] is not None:
+        osp = _family_ints("output_size", kw["output_size"], nd, 1)
+    else:
+        r = kw["output_ratio"]
+        r = (r,) * nd if not isinstance(r, (tuple, list)) else tuple(r)
+        osp = tuple(int(n * float(q)) for n, q in zip(sp, r))
+    T = np.float32 if v.dtype in (F16, F32) else np.float64   # fastpool's precision for the starts
+    smp = np.asarray(kw["samples"])
+    if smp.shape != v.shape[:2] + (nd,):
+        raise ExportError(f"{layer!r}: samples of shape {smp.shape} do not fit input planes "
+                          f"{v.shape[:2]} (they fix the batch size)")
+    smp = smp.astype(T)
+    cols = (0,) if nd == 1 else ((1, 0) if nd == 2 else (0, 1, 2))   # [..., 0] drives W in 2-D
+    return [F._intervals(smp[:, :, cols[a]], sp[a], osp[a], k[a], T) for a in range(nd)], k, osp
+
+
+def _lower_fractional(b: Builder, layer, v: Value) -> list:
+    los, k, osp = _fractional_starts(layer, v)
+    nd = v.rank - 2
+    want = layer.returns_indices
+    shared = all((lo == lo[:1, :1]).all() for lo in los)
+    if shared:
+        b.decompose("fractional windows (one sample shared by every plane): per-window Slice + "
+                    + ("ArgMax/GatherElements" if want else "ReduceMax") + " + Concat")
+        axes = [_Bins(osp[a], los[a][0, 0], np.full(osp[a], k[a])) for a in range(nd)]
+        return _adaptive_max_chain(b, v, axes, want)
+    b.decompose("fractional windows (a sample per plane): GatherElements of each window tap "
+                "from constant positions, then Max" + (" and ArgMax" if want else ""))
+    sp = _spatial(v)
+    n_in = int(np.prod(sp, dtype=np.int64))
+    n_out = int(np.prod(osp, dtype=np.int64))
+    flat_shape = v.shape[:2] + (n_out,)
+    xf = b.op1("Reshape", [v, b.ints([0, 0, -1])], v.shape[:2] + (n_in,), v.dtype)
+    strides = [int(np.prod(sp[a + 1:], dtype=np.int64)) for a in range(nd)]
+    taps, positions = [], []
+    for t in itertools.product(*(range(ka) for ka in k)):   # row-major window order
+        pos = np.zeros(v.shape[:2] + tuple(osp), np.int64)
+        for a in range(nd):
+            shape = v.shape[:2] + tuple(osp[a] if i == a else 1 for i in range(nd))
+            pos = pos + ((los[a] + t[a]) * strides[a]).reshape(shape)
+        pos = pos.reshape(flat_shape)
+        positions.append(pos)
+        taps.append(b.op1("GatherElements", [xf, b.const(pos, "frac_taps")], flat_shape, v.dtype,
+                          axis=2))
+    out_shape = v.shape[:2] + tuple(osp)
+    best = taps[0] if len(taps) == 1 else b.op1("Max", taps, flat_shape, v.dtype)
+    val = b.op1("Reshape", [best, b.ints([0, 0] + list(osp))], out_shape, v.dtype)
+    if not want:
+        return [val]
+    n_t = len(taps)
+    stack_shape = v.shape[:2] + (n_t, n_out)
+    stacked = b.concat([b.unsqueeze(t, 2) for t in taps], 2)
+    am = b.op1("ArgMax", [stacked], v.shape[:2] + (1, n_out), I64, axis=2, keepdims=1)
+    table = b.const(np.stack(positions, axis=2).reshape(stack_shape), "frac_positions")
+    idx = b.op1("GatherElements", [table, am], am.shape, I64, axis=2)
+    return [val, b.op1("Reshape", [idx, b.ints([0, 0] + list(osp))], out_shape, I64)]
+
+
+def _lower_stochastic(b: Builder, layer, v: Value) -> list:
+    if layer.kwargs["training"]:
+        raise ExportError(
+            f"{b.layer_label}: stochastic pooling in training mode draws cells from a NumPy "
+            f"Generator, which ONNX cannot express; export the inference form "
+            f"(sum a^2 / sum a per window) with layer.eval()"
+        )
+    spec = layer.spec
+    axes = geo.plan(spec, _spatial(v))
+    od = v.dtype if v.dtype.kind == "f" else F64
+    shape = _out_shape(v, axes)
+    nw = _native_window(b, spec, axes, extend_ok=True, pad_node_ok=False) if _native_dtype(v) else \
+        f"onnxruntime has no {v.dtype} AveragePool kernel"
+    if isinstance(nw, NativeWindow):
+        # the window mean of a^2 over the window mean of a: the common divisor cancels
+        attrs = dict(nw.attrs, count_include_pad=1)
+        b.note("native", "inference form: AveragePool(x*x) / AveragePool(x), 0 where the window "
+                         "sum is 0 (input must be non-negative)")
+
+        def run(x):
+            s1 = b.op1("AveragePool", [x], shape, x.dtype, **attrs)
+            s2 = b.op1("AveragePool", [b.binary("Mul", x, x)], shape, x.dtype, **attrs)
+            return _safe_ratio(b, s2, s1)
+
+        return [_native_float32(b, v, run)]
+    b.decompose(nw + "; inference form: window sums of x*x and x by MatMuls in float64")
+    x64 = b.cast(v, F64)
+    s1 = _window_sum(b, x64, axes)
+    s2 = _window_sum(b, b.binary("Mul", x64, x64), axes)
+    return [_round_to(b, _safe_ratio(b, s2, s1), od)]
+
+
+def _safe_ratio(b: Builder, num: Value, den: Value) -> Value:
+    """``num / den`` where ``den > 0``, else 0 (the unselected Div may be 0/0)."""
+    pos = b.op1("Greater", [den, b.scalar(0, den.dtype)], den.shape, np.bool_)
+    ratio = b.binary("Div", num, den)
+    return b.op1("Where", [pos, ratio, b.scalar(0, den.dtype)], den.shape, den.dtype)
+
+
+def _lower_mixed(b: Builder, layer, v: Value) -> list:
+    from fastpool import layers as fpl
+
+    nd = v.rank - 2
+    spec = layer.spec
+    axes = geo.plan(spec, _spatial(v))
+    kw = layer.kwargs
+    c = v.shape[1]
+    alpha = np.asarray(kw["alpha"], np.float64)
+    if alpha.ndim and alpha.size == 1:
+        alpha = alpha.reshape(())
+    if alpha.ndim:
+        if alpha.shape != (c,):
+            raise ExportError(f"{b.layer_label}: alpha has shape {alpha.shape}, the input {c} channels")
+        alpha = alpha.reshape((1, c) + (1,) * nd)
+    od = v.dtype if v.dtype.kind == "f" else F64
+    b.note("mixed", "alpha * max + (1 - alpha) * avg in float64" +
+           (" (alpha per channel, a (1, C, 1, ...) constant)" if alpha.ndim else ""))
+    xm = b.cast(v, F64) if v.dtype == np.int32 else v   # onnxruntime's MaxPool has no int32
+    mx = b.cast(_maxpool(b, xm, spec, axes, False)[0], F64)
+    part_max = b.binary("Mul", mx, b.const(alpha, "alpha"))
+    if _native_dtype(v):
+        proxy = getattr(fpl, f"AvgPool{nd}d")(spec.window, spec.stride, [list(p) for p in spec.padding])
+        av = b.cast(_lower_avg(b, proxy, v)[0], F64)
+        part_avg = b.binary("Mul", av, b.const(1.0 - alpha, "one_minus_alpha"))
+    else:
+        b.decompose(f"onnxruntime has no {v.dtype} AveragePool kernel; the average part by window "
+                    f"MatMuls in float64")
+        weights = [_inverse(t.count) for t in axes]
+        if alpha.ndim:
+            part_avg = b.binary("Mul", _window_sum(b, b.cast(v, F64), axes, weights),
+                                b.const(1.0 - alpha, "one_minus_alpha"))
+        else:
+            # 1 - alpha folded into the matrices: onnxruntime would fuse a MatMul and a
+            # one-element Mul into a float32 alpha
+            part_avg = _window_sum(b, b.cast(v, F64), axes, weights, scale=float(1.0 - alpha))
+    # fastpool rounds the float64 sum to the output dtype once
+    return [b.cast(b.binary("Add", part_max, part_avg), od)]
+
+
+def _lower_spp(b: Builder, layer, v: Value) -> list:
+    from fastpool import layers as fpl
+    from fastpool.family import _levels
+
+    mode = layer.kwargs["mode"]
+    parts = []
+    for lvl in _levels(layer.kwargs["levels"]):
+        if mode == "max":
+            y = _lower_adaptive_max(b, fpl.AdaptiveMaxPool2d(lvl), v)[0]
+        else:
+            y = _lower_adaptive_avg(b, fpl.AdaptiveAvgPool2d(lvl), v)[0]
+        parts.append(b.op1("Flatten", [y], (y.shape[0], int(np.prod(y.shape[1:]))), y.dtype, axis=1))
+    b.note("pyramid", f"{len(parts)} level(s) flattened channel-major and concatenated")
+    return [b.concat(parts, 1)]
+
+
+def _roi_opset(b: Builder, op: str) -> None:
+    if b.opset >= 22:
+        raise ExportError(f"{b.layer_label} cannot be exported at opset {b.opset}: onnxruntime "
+                          f"1.31 has no opset-22 {op} kernel; export at opset 18..21")
+
+
+def _roi_dtype(b: Builder, v: Value, boxes: Value, op: str, allowed) -> tuple:
+    """Input and boxes in a dtype onnxruntime's ``op`` runs (float16 computed in float32,
+    as fastpool does)."""
+    if v.dtype == F16:
+        return b.cast(v, F32), b.cast(boxes, F32)
+    if v.dtype not in allowed:
+        raise ExportError(f"{b.layer_label}: {v.dtype} input cannot be exported: onnxruntime has "
+                          f"no {v.dtype} {op} kernel" + (
+                              " and the bins depend on the box values, so no fixed decomposition "
+                              "reproduces it" if v.dtype == F64 else ""))
+    return v, boxes
+
+
+def _lower_roi_align(b: Builder, layer, v: Value, boxes: Value) -> list:
+    _roi_opset(b, "RoiAlign")
+    kw = layer.kwargs
+    ph, pw = _family_ints("output_size", kw["output_size"], 2, 1)
+    x, bx = _roi_dtype(b, v, boxes, "RoiAlign", (F32, F64))
+    k = bx.shape[0]
+    rois = b.slice(bx, 1, 1, 5)
+    batch = b.cast(b.squeeze(b.slice(bx, 1, 0, 1), [1]), I64)
+    mode = "half_pixel" if kw["aligned"] else "output_half_pixel"
+    b.note("native", f"RoiAlign (mode avg, coordinate_transformation_mode {mode}); the (K, 5) "
+                     f"boxes split into rois and batch_indices")
+    y = b.op1("RoiAlign", [x, rois, batch], (k, v.shape[1], ph, pw), x.dtype, mode="avg",
+              output_height=ph, output_width=pw, sampling_ratio=max(int(kw["sampling_ratio"]), 0),
+              spatial_scale=float(kw["spatial_scale"]), coordinate_transformation_mode=mode)
+    return [b.cast(y, v.dtype)]
+
+
+def _lower_roi_pool(b: Builder, layer, v: Value, boxes: Value) -> list:
+    _roi_opset(b, "MaxRoiPool")
+    kw = layer.kwargs
+    ph, pw = _family_ints("output_size", kw["output_size"], 2, 1)
+    x, bx = _roi_dtype(b, v, boxes, "MaxRoiPool", (F32,))
+    b.note("native", "MaxRoiPool (boxes are its rois)")
+    y = b.op1("MaxRoiPool", [x, bx], (bx.shape[0], v.shape[1], ph, pw), x.dtype,
+              pooled_shape=[ph, pw], spatial_scale=float(kw["spatial_scale"]))
+    return [b.cast(y, v.dtype)]
+
+
 _LOWER = {
     "max_pool": _lower_max,
     "adaptive_max_pool": _lower_adaptive_max,
@@ -764,6 +1107,13 @@ _LOWER = {
     "global_avg_pool": _lower_global_avg,
     "lp_pool": _lower_lp,
     "global_lp_pool": _lower_global_lp,
+    "max_unpool": _lower_max_unpool,
+    "fractional_max_pool": _lower_fractional,
+    "stochastic_pool": _lower_stochastic,
+    "mixed_pool": _lower_mixed,
+    "spatial_pyramid_pool": _lower_spp,
+    "roi_pool": _lower_roi_pool,
+    "roi_align": _lower_roi_align,
 }
 
 

@@ -120,7 +120,7 @@ def main_export(argv=None) -> int:
 
     from . import _lower
     from .export import export
-    from .parity import check_parity, random_array
+    from .parity import check_parity, example_second_input, random_array
 
     p = _export_parser()
     try:
@@ -150,8 +150,10 @@ def main_export(argv=None) -> int:
     for line in lowering.splitlines():
         print(f"  {line}")
     if args.check:
-        x = random_array(shape, np.dtype(args.dtype), np.random.default_rng(args.seed))
-        report = check_parity(layer, x, onnx_model=model)
+        rng = np.random.default_rng(args.seed)
+        x = random_array(shape, np.dtype(args.dtype), rng)
+        second = example_second_input(layer, x, rng)
+        report = check_parity(layer, x, *([] if second is None else [second]), onnx_model=model)
         print(report)
         return EXIT_OK if report.ok else EXIT_MISMATCH
     return EXIT_OK

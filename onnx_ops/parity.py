@@ -180,11 +180,13 @@ def _as_tuple(out) -> tuple:
     return tuple(out) if isinstance(out, tuple) else (out,)
 
 
-def check_parity(model, x, *, rtol=None, atol=None, opset=None, onnx_model=None,
-                 native_only=False) -> ParityReport:
+def check_parity(model, x, *extra, rtol=None, atol=None, opset=None, onnx_model=None,
+                 native_only=False, output_size=None) -> ParityReport:
     """Export ``model`` for ``x`` (unless ``onnx_model`` is given), run it in onnxruntime
     and ``model(x)`` in fastpool, and compare every output.
 
+    Layers with a second forward input take it after ``x``: ``check_parity(unpool, x,
+    indices, output_size=...)``, ``check_parity(roi_align, x, boxes)``.
     Tolerances default per dtype (float32: rtol=atol=1e-5; float16: 1e-3;
     float64: 1e-12; integers and indices: exact); an explicit ``rtol``/``atol``
     applies to floating outputs, indices are always compared exactly.  Use
@@ -193,19 +195,32 @@ def check_parity(model, x, *, rtol=None, atol=None, opset=None, onnx_model=None,
     import onnxruntime as ort
 
     from . import _lower
-    from .export import INPUT_NAME, export
+    from .export import _batch_axis_ok, _second_input, export, flatten
 
     x = np.asarray(x)
+    extra = tuple(np.asarray(e) for e in extra)
+    layers = flatten(model)
+    two = _second_input(layers)
+    if len(extra) != (two is not None):
+        what = (f"{two!r} takes a second input ({_lower.SECOND_INPUT[two.kind]}): "
+                f"check_parity(model, x, {_lower.SECOND_INPUT[two.kind]})") if two is not None \
+            else "the model takes one input"
+        raise OnnxOpsError(f"{what}; got {1 + len(extra)} input array(s)")
     if onnx_model is None:
+        kw = dict(output_size=output_size) if output_size is not None else {}
         onnx_model = export(model, x.shape, dtype=x.dtype,
                             opset=_lower.DEFAULT_OPSET if opset is None else opset,
-                            native_only=native_only)
+                            native_only=native_only,
+                            dynamic_batch=_batch_axis_ok(layers, tuple(x.shape)) is None, **kw)
     used_opset = next((o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")), 0)
     sess = ort_session(onnx_model)
-    in_name = sess.get_inputs()[0].name if sess.get_inputs() else INPUT_NAME
-    got = sess.run(None, {in_name: x})
+    in_names = [i.name for i in sess.get_inputs()]
+    if len(in_names) != 1 + len(extra):
+        raise OnnxOpsError(f"the ONNX model takes inputs {in_names}, got {1 + len(extra)} array(s)")
+    got = sess.run(None, dict(zip(in_names, (x,) + extra)))
     names = [o.name for o in sess.get_outputs()]
-    want = _as_tuple(model(x))
+    fwd = dict(output_size=output_size) if output_size is not None else {}
+    want = _as_tuple(model(x, *extra, **fwd))
     lowering = next((p.value for p in onnx_model.metadata_props if p.key == "fastpool.lowering"), "")
     report = ParityReport(repr(model), tuple(x.shape), str(x.dtype), int(used_opset),
                           lowering=lowering, onnxruntime_version=ort.__version__)
@@ -217,9 +232,9 @@ def check_parity(model, x, *, rtol=None, atol=None, opset=None, onnx_model=None,
     return report
 
 
-def assert_parity(model, x, *, rtol=None, atol=None, **kwargs) -> ParityReport:
+def assert_parity(model, x, *extra, rtol=None, atol=None, **kwargs) -> ParityReport:
     """:func:`check_parity`, raising ``AssertionError`` with the report's table on a mismatch."""
-    report = check_parity(model, x, rtol=rtol, atol=atol, **kwargs)
+    report = check_parity(model, x, *extra, rtol=rtol, atol=atol, **kwargs)
     if not report.ok:
         raise AssertionError("fastpool and onnxruntime differ\n" + str(report))
     return report
@@ -265,6 +280,33 @@ def random_boxes(k, n_images, height, width, spatial_scale, dtype, rng, batch_co
     if batch_column:
         corners = np.concatenate([rng.integers(0, n_images, (k, 1)), corners], axis=1)
     return corners.astype(dtype)
+
+
+def example_second_input(layer, x, rng, output_size=None):
+    """A valid second forward input for ``layer`` on ``x``: unpooling indices (each in its
+    window, fastpool's per-plane convention, x's layout) or ``(K, 5)`` RoI boxes;
+    None for one-input layers."""
+    from fastpool._spec import int_tuple
+
+    x = np.asarray(x)
+    kind = getattr(layer, "kind", None)
+    cl = getattr(layer, "layout", "channels_first") == "channels_last"
+    if kind in ("roi_pool", "roi_align"):
+        n, h, w = (x.shape[0], x.shape[1], x.shape[2]) if cl else (x.shape[0], x.shape[2], x.shape[3])
+        k = 2 * n + 3
+        return random_boxes(k, n, h, w, float(layer.kwargs["spatial_scale"]), x.dtype, rng)
+    if kind != "max_unpool":
+        return None
+    nd = layer.nd
+    kw = layer.kwargs
+    ks = int_tuple("kernel_size", kw["kernel_size"], nd, 1)
+    st = ks if kw["stride"] is None else int_tuple("stride", kw["stride"], nd, 1)
+    pd = int_tuple("padding", kw["padding"], nd, 0)
+    out = layer.output_shape(x.shape, output_size)
+    cf_shape = x.shape if not cl else x.shape[:-nd - 1] + x.shape[-1:] + x.shape[-nd - 1:-1]
+    osp = out[len(out) - nd:] if not cl else out[len(out) - nd - 1:-1]
+    idx = unpool_indices(cf_shape, ks, st, pd, osp, rng)
+    return np.moveaxis(idx, -nd - 1, -1) if cl else idx
 
 
 @dataclass
@@ -320,7 +362,10 @@ def check_model_nodes(model, inputs=None, *, rtol=None, atol=None, seed=0, dim=1
     :mod:`onnx_ops.backend`) on the very input onnxruntime gave it.  ``inputs``
     maps graph input names (or ``arr_0``, ``arr_1``, ... in graph order) to
     arrays; missing means random NaN-free data with symbolic dimensions set to
-    ``dim``.  ``label`` names the model in the report (default: the graph's name).
+    ``dim``, except that graph inputs feeding MaxUnpool's indices/output_shape or
+    RoI boxes/batch indices (directly, or in a two-input model ``onnx_ops.export``
+    wrote) are drawn valid for the node's input.  ``label`` names the model in the
+    report (default: the graph's name).
     """
     import onnx
     import onnxruntime as ort
@@ -421,8 +466,48 @@ def _feeds(graph_inputs, inputs, seed, dim, model=None):
             valid = _valid_random(role, node, feeds, model, dim, feeds[name], rng)
             if valid is not None:
                 feeds[name] = valid
+    if inputs is None and model is not None:
+        _exported_second_input(model, feeds, rng)
     how = "given" if inputs is not None else f"random (seed {seed}, symbolic dims = {dim})"
     return feeds, how
+
+
+def _exported_second_input(model, feeds, rng) -> None:
+    """Valid indices / boxes for a two-input model written by ``onnx_ops.export``: its
+    layer is rebuilt from the model's ``fastpool.model`` metadata (literal arguments
+    only; anything else leaves the random data as it is)."""
+    from .cli import CliError, parse_layer
+    from .export import BOXES_NAME, INDICES_NAME, INPUT_NAME, OUTPUT_NAME
+
+    if model.producer_name != "fastpool.onnx_ops" or INPUT_NAME not in feeds:
+        return
+    name = next((n for n in (INDICES_NAME, BOXES_NAME) if n in feeds), None)
+    text = next((p.value for p in model.metadata_props if p.key == "fastpool.model"), "")
+    if name is None or not text:
+        return
+    try:
+        layer = parse_layer(text)
+    except (CliError, ValueError):
+        return
+    if getattr(layer, "kind", None) not in ("max_unpool", "roi_pool", "roi_align"):
+        return
+    out_size = None
+    if layer.kind == "max_unpool":
+        out = next((o for o in model.graph.output if o.name == OUTPUT_NAME), None)
+        if out is None:
+            return
+        dims = [d.dim_value for d in out.type.tensor_type.shape.dim]
+        nd = layer.nd
+        sp = dims[len(dims) - nd:] if layer.layout != "channels_last" else dims[len(dims) - nd - 1:-1]
+        if not all(sp):
+            return
+        out_size = tuple(sp)
+    try:
+        arr = example_second_input(layer, feeds[INPUT_NAME], rng, out_size)
+    except Exception:   # a geometry the layer refuses: keep the random data
+        return
+    if arr is not None and (name != BOXES_NAME or arr.dtype == feeds[name].dtype):
+        feeds[name] = arr.astype(feeds[name].dtype, copy=False)
 
 
 def _second_input_roles(model) -> dict:

@@ -545,7 +545,7 @@ def test_export_argument_errors(kwargs, match):
     ("not a layer", (1, 1, 4, 4), r"fastpool layer or fastpool.layers.Sequential, got str"),
     (L.MaxPool2d(2), (1, 1, 0, 4), r"input_shape must be a sequence of positive ints"),
     (L.MaxPool2d(2), "1,1,4,4", r"input_shape must be a sequence of positive ints"),
-    (L.MaxPool2d(2), (1, 1, 1, 2, 4, 4), r"MaxPool2d.*expects 4-D \(batched\) or 3-D"),
+    (L.MaxPool2d(2), (1, 1, 1, 2, 4, 4), r"MaxPool2d.*must be 4-D \(batched\) or 3-D"),
     (L.MaxPool2d(5), (1, 1, 4, 4), r"MaxPool2d.*kernel_size must fit"),
     (L.Sequential(), (1, 1, 4, 4), r"at least one layer"),
 ])
