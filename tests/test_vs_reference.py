@@ -74,8 +74,15 @@ def rng_for(*key):
     return np.random.default_rng(zlib.crc32(repr(key).encode()))
 
 
+# Batched cases have 9 channels and unbatched ones the first 3: channels-last input
+# with at least 8 channels takes fastpool's channel-vector kernels, fewer channels
+# its row-buffer kernels.  The reference vectorises over channels, so this is cheap.
+CHANNELS = 9
+UNBATCHED_CHANNELS = 3
+
+
 def make_x(nd, dtype, kind, rng, shape=None):
-    shape = (2, 3) + (SIZES[nd] if shape is None else tuple(shape))
+    shape = (2, CHANNELS) + (SIZES[nd] if shape is None else tuple(shape))
     dt = np.dtype(dtype)
     if dt.kind in "iu":
         info = np.iinfo(dt)
@@ -121,7 +128,7 @@ def assert_close(actual, expected, dtype, what):
 
 def views(x, nd, last, batched):
     """The user array for a layout: x is channels-first (N, C, *sp)."""
-    v = x if batched else x[0]
+    v = x if batched else x[0, :UNBATCHED_CHANNELS]
     return ref.to_channels_last(v, nd) if last else v
 
 
@@ -130,23 +137,28 @@ def back(a, nd, last):
     return ref.to_channels_first(a, nd) if last else a
 
 
-def run_layouts(nd, x, g, expected, fwd, bwd, exp_grad, dtype, out_dtype=None, idx=None):
+def run_layouts(nd, x, g, expected, fwd, bwd, exp_grad, dtype, out_dtype=None, idx=None,
+                values=None):
     """Check forward (and indices, backward) for every layout combination.
 
-    fwd(xv, layout) -> output or (output, indices); bwd(gv, xv, layout, indices) -> dL/dx.
+    fwd(xv, layout) -> output or (output, indices); bwd(gv, xv, layout, indices) -> dL/dx;
+    values(xv, layout) -> output alone (max pooling without indices takes other kernels).
     expected / exp_grad / idx are float64 / int64 channels-first batched references.
     """
     out_dtype = dtype if out_dtype is None else out_dtype
     for layout, last, batched in layouts(nd):
         what = f"layout={layout} batched={batched}"
         xv = views(x, nd, last, batched)
-        sel = (lambda a: a) if batched else (lambda a: a[0])
+        sel = (lambda a: a) if batched else (lambda a: a[0, :UNBATCHED_CHANNELS])
         res = fwd(xv, layout)
         if idx is not None:
             res, ires = res
             np.testing.assert_array_equal(back(ires, nd, last), sel(idx), err_msg="indices " + what)
             assert ires.dtype == np.int64
         assert_close(back(res, nd, last), expected_as(sel(expected), out_dtype), out_dtype, "forward " + what)
+        if values is not None:
+            assert_close(back(values(xv, layout), nd, last), expected_as(sel(expected), out_dtype),
+                         out_dtype, "forward without indices " + what)
         if bwd is None:
             continue
         gv = views(g, nd, last, batched)
@@ -189,9 +201,45 @@ def test_max_pool(nd, window, dtype, data):
         lambda xv, lay: f(xv, k, s, p, d, c, return_indices=True, layout=lay),
         (lambda gv, xv, lay, ind: fb(gv, xv, k, s, p, d, c, layout=lay, indices=ind)) if floating else None,
         exp_grad, dtype, idx=idx,
+        values=lambda xv, lay: f(xv, k, s, p, d, c, layout=lay),
     )
-    # without return_indices: the values alone
-    assert_close(f(x, k, s, p, d, c), exp, dtype, "forward without indices")
+
+
+# Windows of 5 or more cells along H/W (dilation 1, none along D) take fastpool's
+# running-maximum kernels when no indices are asked for; larger inputs give them
+# interior windows as well as clipped ones.
+LARGE_SIZES = {2: (9, 12), 3: (3, 8, 9)}
+LARGE_WINDOWS = {
+    "k5s1p2": lambda nd: ((1, 5, 5) if nd == 3 else (5, 5), 1, (0, 2, 2) if nd == 3 else 2, 1, False),
+    "k7x6_s2": lambda nd: ((1, 7, 6) if nd == 3 else (7, 6), (1, 2, 2) if nd == 3 else 2,
+                           0 if nd == 3 else (3, (2, 3)), 1, False),
+    "k6_ceil": lambda nd: ((1, 6, 5) if nd == 3 else (6, 5), (1, 3, 2) if nd == 3 else (3, 2),
+                           (0, 2, 1) if nd == 3 else (2, 1), 1, True),
+    "k5_strided_valid": lambda nd: ((1, 5, 8) if nd == 3 else (5, 8), (1, 4, 1) if nd == 3 else (4, 1),
+                                    "valid", 1, False),
+}
+
+
+@pytest.mark.parametrize("dtype,data", [("float64", "special"), ("float32", "ties"), ("int8", "ints"),
+                                        ("float16", "randn")])
+@pytest.mark.parametrize("window", list(LARGE_WINDOWS))
+@pytest.mark.parametrize("nd", [2, 3])
+def test_max_pool_large_windows(nd, window, dtype, data):
+    k, s, p, d, c = LARGE_WINDOWS[window](nd)
+    rng = rng_for("max_large", nd, window, dtype, data)
+    x = make_x(nd, dtype, data, rng, LARGE_SIZES[nd])
+    exp, idx = ref.max_pool(x, nd, k, s, p, d, c)
+    f, fb = FN["max_pool", nd], getattr(fp, f"max_pool{nd}d_backward")
+    floating = np.dtype(dtype).kind == "f"
+    g = grad_for(exp.shape, dtype, rng) if floating else None
+    exp_grad = ref.max_pool_backward(g, x, nd, k, s, p, d, c) if floating else None
+    run_layouts(
+        nd, x, g, exp,
+        lambda xv, lay: f(xv, k, s, p, d, c, return_indices=True, layout=lay),
+        (lambda gv, xv, lay, ind: fb(gv, xv, k, s, p, d, c, layout=lay, indices=ind)) if floating else None,
+        exp_grad, dtype, idx=idx,
+        values=lambda xv, lay: f(xv, k, s, p, d, c, layout=lay),
+    )
 
 
 # ----------------------------------------------------------------------------- average
@@ -337,7 +385,8 @@ def test_adaptive_avg_pool(nd, case, dtype):
 # ----------------------------------------------------------------------------- global
 
 
-GLOBAL_SIZES = {1: (5,), 2: (3, 4), 3: (2, 3, 2)}
+# planes long enough for the vectorised (reassociated) channels-first reductions
+GLOBAL_SIZES = {1: (37,), 2: (9, 11), 3: (4, 5, 6)}
 GLOBAL_KINDS = ["avg", "max", "lp1", "lp2", "lp3", "lp1.5"]
 
 

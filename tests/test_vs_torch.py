@@ -47,9 +47,16 @@ def randn(shape, dtype, rng, positive=False):
     return x.astype(dtype)
 
 
+# Batched cases have 9 channels and unbatched ones the first 3: channels-last input
+# with at least 8 channels takes fastpool's channel-vector kernels, fewer channels
+# its row-buffer kernels.
+CHANNELS = 9
+UNBATCHED_CHANNELS = 3
+
+
 def user_view(x, nd, last, batched):
     """x is channels-first batched (N, C, *sp); the array handed to fastpool."""
-    v = x if batched else x[0]
+    v = x if batched else x[0, :UNBATCHED_CHANNELS]
     return np.ascontiguousarray(np.moveaxis(v, -(nd + 1), -1)) if last else v
 
 
@@ -83,8 +90,9 @@ def torch_run(fn, xv, gv, nd, last, contiguous=False):
 
 
 def compare(nd, x, dtype, rng, torch_fn, fp_fn, fp_bwd, with_indices=False, ulps=4,
-            layouts=LAYOUTS, torch_contiguous=False):
-    """fp_fn(xv, layout) -> out or (out, idx); fp_bwd(gv, xv, layout, indices) -> dL/dx.
+            layouts=LAYOUTS, torch_contiguous=False, values=None):
+    """fp_fn(xv, layout) -> out or (out, idx); fp_bwd(gv, xv, layout, indices) -> dL/dx;
+    values(xv, layout) -> out alone (max pooling without indices takes other kernels).
 
     x is channels-first batched; each layout combination sees the same data and
     the same upstream gradient.
@@ -100,6 +108,8 @@ def compare(nd, x, dtype, rng, torch_fn, fp_fn, fp_bwd, with_indices=False, ulps
         out, idx = res if with_indices else (res, None)
         t_out, t_idx, t_grad = torch_run(torch_fn, xv, gv, nd, last, torch_contiguous)
         assert_close(out, t_out, dtype, "forward " + what, ulps)
+        if values is not None:
+            assert_close(values(xv, layout), t_out, dtype, "forward without indices " + what, ulps)
         if with_indices:
             assert idx.dtype == np.int64
             np.testing.assert_array_equal(idx, t_idx, err_msg="indices " + what)
@@ -140,7 +150,7 @@ MAX_WINDOWS = {
 def test_max_pool(nd, window, dtype, data):
     k, s, p, d, c = MAX_WINDOWS[window](nd)
     rng = rng_for("max", nd, window, dtype, data)
-    shape = (2, 3) + SIZES[nd]
+    shape = (2, CHANNELS) + SIZES[nd]
     x = randn(shape, dtype, rng) if data == "randn" else rng.integers(-2, 3, shape).astype(dtype)
     f, fb = fpf("max_pool", nd)
     compare(
@@ -148,7 +158,34 @@ def test_max_pool(nd, window, dtype, data):
         lambda t: tf("max_pool", nd)(t, k, s, p, d, ceil_mode=c, return_indices=True),
         lambda xv, lay: f(xv, k, s, p, d, c, return_indices=True, layout=lay),
         lambda gv, xv, lay, ind: fb(gv, xv, k, s, p, d, c, layout=lay, indices=ind),
-        with_indices=True,
+        with_indices=True, values=lambda xv, lay: f(xv, k, s, p, d, c, layout=lay),
+    )
+
+
+# windows of 5+ cells along H/W take fastpool's running-maximum kernels (values only)
+LARGE_SIZES = {2: (9, 12), 3: (3, 8, 9)}
+LARGE_WINDOWS = {
+    "k5s1p2": {2: ((5, 5), 1, 2, False), 3: ((1, 5, 5), 1, (0, 2, 2), False)},
+    "k6_ceil": {2: ((6, 5), (3, 2), (2, 1), True), 3: ((1, 6, 5), (1, 3, 2), (0, 2, 1), True)},
+    "k7x6_s2": {2: ((7, 6), 2, (3, 2), False), 3: ((1, 7, 6), (1, 2, 2), 0, False)},
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("window", list(LARGE_WINDOWS))
+@pytest.mark.parametrize("nd", [2, 3])
+def test_max_pool_large_windows(nd, window, dtype):
+    k, s, p, c = LARGE_WINDOWS[window][nd]
+    rng = rng_for("max_large", nd, window, dtype)
+    x = randn((2, CHANNELS) + LARGE_SIZES[nd], dtype, rng)
+    x.reshape(-1)[rng.choice(x.size, 5, replace=False)] = np.nan
+    f, fb = fpf("max_pool", nd)
+    compare(
+        nd, x, dtype, rng,
+        lambda t: tf("max_pool", nd)(t, k, s, p, ceil_mode=c, return_indices=True),
+        lambda xv, lay: f(xv, k, s, p, 1, c, return_indices=True, layout=lay),
+        lambda gv, xv, lay, ind: fb(gv, xv, k, s, p, 1, c, layout=lay, indices=ind),
+        with_indices=True, values=lambda xv, lay: f(xv, k, s, p, 1, c, layout=lay),
     )
 
 
@@ -175,7 +212,7 @@ AVG_VARIANTS = [(nd, cip, div) for nd in (1, 2, 3)
 def test_avg_pool(nd, window, cip, div, dtype):
     k, s, p, c = AVG_WINDOWS[window](nd)
     rng = rng_for("avg", nd, window, cip, div, dtype)
-    x = randn((2, 3) + SIZES[nd], dtype, rng)
+    x = randn((2, CHANNELS) + SIZES[nd], dtype, rng)
     extra = {} if nd == 1 else {"divisor_override": div}
     f, fb = fpf("avg_pool", nd)
     compare(
@@ -204,7 +241,7 @@ def test_lp_pool_torch_compat(nd, window, p, dtype):
     k, s, c = LP_WINDOWS[window](nd)
     rng = rng_for("lp", nd, window, p, dtype)
     # torch's signed x^p: fractional or odd p on negative windows gives NaN; keep those positive
-    x = randn((2, 3) + SIZES[nd], dtype, rng, positive=p in (3, 1.5))
+    x = randn((2, CHANNELS) + SIZES[nd], dtype, rng, positive=p in (3, 1.5))
     f, fb = fpf("lp_pool", nd)
     # torch's lp_pool1d multiplies by kernel_size, so it needs a plain int
     tk, ts = (k[0], s[0] if isinstance(s, tuple) else s) if nd == 1 and isinstance(k, tuple) else (k, s)
@@ -233,7 +270,7 @@ ADAPTIVE_CASES = [(nd, i) for nd in ADAPTIVE for i in range(len(ADAPTIVE[nd]))]
 def test_adaptive(nd, case, kind, dtype):
     sizes, osz = ADAPTIVE[nd][case]
     rng = rng_for("adaptive", nd, case, kind, dtype)
-    x = randn((2, 3) + sizes, dtype, rng)
+    x = randn((2, CHANNELS) + sizes, dtype, rng)
     f, fb = fpf(f"adaptive_{kind}_pool", nd)
     t_op = tf(f"adaptive_{kind}_pool", nd)
     # torch's 1-D adaptive pooling takes no None: spell out the kept size
@@ -259,7 +296,7 @@ def test_adaptive(nd, case, kind, dtype):
 @pytest.mark.parametrize("nd", [1, 2, 3])
 def test_global(nd, kind, dtype):
     rng = rng_for("global", nd, kind, dtype)
-    x = randn((2, 3) + SIZES[nd], dtype, rng)
+    x = randn((2, CHANNELS) + SIZES[nd], dtype, rng)
     dims = tuple(range(-nd, 0))
     if kind == "avg":
         t = lambda xt: xt.mean(dim=dims, keepdim=True)  # noqa: E731
@@ -283,7 +320,7 @@ def test_global(nd, kind, dtype):
 
 
 def _planted(nd, rng, dtype, how):
-    shape = (2, 3) + SIZES[nd]
+    shape = (2, CHANNELS) + SIZES[nd]
     x = randn(shape, dtype, rng)
     flat = x.reshape(-1)
     if how == "constant":
@@ -321,7 +358,7 @@ def test_max_pool_nan_inf_ties(nd, window, how):
         lambda t: tf("max_pool", nd)(t, k, s, p, d, ceil_mode=c, return_indices=True),
         lambda xv, lay: f(xv, k, s, p, d, c, return_indices=True, layout=lay),
         lambda gv, xv, lay, ind: fb(gv, xv, k, s, p, d, c, layout=lay, indices=ind),
-        with_indices=True,
+        with_indices=True, values=lambda xv, lay: f(xv, k, s, p, d, c, layout=lay),
         # see test_torch_channels_last_3d_all_neg_inf_window_index
         torch_contiguous=nd == 3 and "neg_inf" in how,
     )
