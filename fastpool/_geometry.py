@@ -145,25 +145,36 @@ def _adaptive_plan(spec: AdaptiveSpec, spatial: tuple):
 MAX_PLANE_CELLS = (1 << 63) // 8
 
 
-def _fits(axes):
+def _fits(outs) -> None:
+    """Checked before any table is built (an adaptive axis of 2**31 bins alone is 16 GiB)."""
     cells = 1
-    for t in axes:
-        cells *= t.out
+    for o in outs:
+        cells *= max(int(o), 0)
     if cells >= MAX_PLANE_CELLS:
         raise PoolingError(
-            f"the output would have {' x '.join(str(t.out) for t in axes)} = {cells} cells per "
+            f"the output would have {' x '.join(str(o) for o in outs)} = {cells} cells per "
             f"plane, more than an array can hold"
         )
-    return axes
+
+
+def _window_outs(spec: WindowSpec, spatial: tuple) -> list:
+    outs = []
+    for a, n in enumerate(spatial):
+        k, s, d = spec.window[a], spec.stride[a], spec.dilation[a]
+        pb, pe = same_padding(n, k, s, d) if spec.padding == "same" else spec.padding[a]
+        outs.append(output_length(n, k, s, d, pb, pe, spec.ceil_mode))
+    return outs
 
 
 def plan(spec, spatial) -> tuple:
     """Per-axis tables for ``spatial`` (the input's spatial sizes)."""
     spatial = tuple(int(n) for n in spatial)
     if isinstance(spec, WindowSpec):
-        return _fits(_window_plan(spec, spatial))
+        _fits(_window_outs(spec, spatial))
+        return _window_plan(spec, spatial)
     if isinstance(spec, AdaptiveSpec):
-        return _fits(_adaptive_plan(spec, spatial))
+        _fits(n if o is None else o for n, o in zip(spatial, spec.output_size))
+        return _adaptive_plan(spec, spatial)
     if spec == "global":
         return tuple(adaptive_axis(n, 1) if n >= 1 else _empty_global(a) for a, n in enumerate(spatial))
     raise TypeError(f"unknown geometry spec {spec!r}")
