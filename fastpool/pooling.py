@@ -120,7 +120,9 @@ def _running_max_ok(axes) -> bool:
 
 def _sum_forward(xin, out5, pmode, p, fmode, div, area, axes):
     rdiv = 1.0 / div
-    if xin.shape[4] >= _CL_DIRECT_FROM:
+    # Lp sums of |x|^p overflow float32 (p >= 8 on float16-sized values): only the
+    # plain sums take the channels-last kernel, which accumulates in the output's dtype
+    if xin.shape[4] >= _CL_DIRECT_FROM and pmode == 0:
         _cpu.pick(_cpu.cl_sum_forward, xin, out5)(xin, out5, pmode, float(p), fmode, rdiv, float(area), *tables(axes))
         return
     _cpu.pick(_cpu.sep_sum_forward, xin, out5)(flat4(xin), flat4(out5), np.int64(xin.shape[4]), pmode, float(p), fmode,
