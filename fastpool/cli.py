@@ -19,10 +19,20 @@ def _best_of(fn, repeat=5):
     return min(times)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
 def demo(argv=None) -> int:
     """The seeds' worked examples, then a pooling pipeline on a batch of feature maps."""
     p = argparse.ArgumentParser(prog="fastpool demo", description=demo.__doc__)
-    p.add_argument("--batch", type=int, default=16, help="feature maps in the batch (default 16)")
+    p.add_argument("--batch", type=_positive_int, default=16, help="feature maps in the batch (default 16)")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export and parity step")
     args = p.parse_args(argv)
 

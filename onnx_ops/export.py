@@ -120,6 +120,8 @@ def export(model, input_shape, *, dtype="float32", opset: int = L.DEFAULT_OPSET,
     opset = L.check_opset(opset)
     if not isinstance(dynamic_batch, (bool, np.bool_)):
         raise ExportError(f"dynamic_batch must be a bool, got {dynamic_batch!r}")
+    if not isinstance(native_only, (bool, np.bool_)):
+        raise ExportError(f"native_only must be a bool, got {native_only!r}")
     two = _second_input(layers)
     kind2 = two.kind if two is not None else None
     if output_size is not None and kind2 != "max_unpool":

@@ -7,6 +7,7 @@ only counts as a mismatch.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -180,6 +181,11 @@ def _as_tuple(out) -> tuple:
     return tuple(out) if isinstance(out, tuple) else (out,)
 
 
+def _onnx():
+    import onnx
+    return onnx
+
+
 def check_parity(model, x, *extra, rtol=None, atol=None, opset=None, onnx_model=None,
                  native_only=False, output_size=None) -> ParityReport:
     """Export ``model`` for ``x`` (unless ``onnx_model`` is given), run it in onnxruntime
@@ -199,6 +205,12 @@ def check_parity(model, x, *extra, rtol=None, atol=None, opset=None, onnx_model=
 
     x = np.asarray(x)
     extra = tuple(np.asarray(e) for e in extra)
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        if tol is not None and (not isinstance(tol, numbers.Real) or isinstance(tol, bool)
+                                or not tol >= 0):
+            raise OnnxOpsError(f"{name} must be a number >= 0 or None, got {tol!r}")
+    if onnx_model is not None and not isinstance(onnx_model, _onnx().ModelProto):
+        raise OnnxOpsError(f"onnx_model must be an onnx.ModelProto or None, got {type(onnx_model).__name__}")
     layers = flatten(model)
     two = _second_input(layers)
     if len(extra) != (two is not None):

@@ -143,3 +143,42 @@ def test_fastpool_check_process_exits_cleanly(tmp_path):
         assert "Traceback" not in r.stderr + r.stdout
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("fastpool check: error: "), r.stderr
+
+
+# ============================================================================ export, check_parity, demo
+
+from fastpool import PoolingError  # noqa: E402
+from fastpool import layers as L  # noqa: E402
+import onnx_ops  # noqa: E402
+
+XP = np.random.default_rng(1).standard_normal((1, 2, 8, 8)).astype(np.float32)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: onnx_ops.export(L.MaxPool2d(2), (1, 2, 8, 8), native_only=np.array([1, 0])),
+    lambda: onnx_ops.export(L.AvgPool2d(2), (1, 2, 8, 8), dynamic_batch="yes"),
+    lambda: onnx_ops.export(L.MaxPool2d(2), "1,2,8,8"),
+    lambda: onnx_ops.export(L.MaxPool2d(2), (1, 2, 8, 8), dtype="complex64"),
+    lambda: onnx_ops.export(L.MaxPool2d(2), (1, 2, 8, 8), opset=99),
+    lambda: onnx_ops.export(L.MaxPool2d(20), (1, 2, 8, 8)),
+    lambda: onnx_ops.export([L.MaxPool2d(2)], (1, 2, 8, 8)),
+    lambda: onnx_ops.check_parity(L.MaxPool2d(2), XP, rtol="tight"),
+    lambda: onnx_ops.check_parity(L.MaxPool2d(2), XP, atol=-1.0),
+    lambda: onnx_ops.check_parity(L.MaxPool2d(2), XP, rtol=float("nan")),
+    lambda: onnx_ops.check_parity(L.MaxPool2d(2), XP, onnx_model=b"bytes"),
+    lambda: onnx_ops.check_parity(L.MaxPool2d(2), XP[0, 0]),
+    lambda: onnx_ops.check_parity(object(), XP),
+], ids=["native_only array", "dynamic_batch str", "shape str", "dtype", "opset", "kernel too big", "list model",
+        "rtol str", "atol negative", "rtol nan", "onnx_model bytes", "input rank", "not a layer"])
+def test_export_and_parity_arguments_raise_pooling_errors(call):
+    with pytest.raises(PoolingError):
+        call()
+
+
+def test_demo_refuses_a_batch_below_one(capsys):
+    from fastpool import cli as fcli
+    for bad in ("0", "-3"):
+        with pytest.raises(SystemExit) as info:
+            fcli.main(["demo", "--batch", bad, "--no-onnx"])
+        assert info.value.code == 2
+        assert "--batch: must be >= 1" in capsys.readouterr().err
