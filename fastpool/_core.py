@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +60,23 @@ def as_array(x, name: str = "x") -> np.ndarray:
         except Exception as e:  # ragged lists and the like
             raise PoolingTypeError(f"{name} must be convertible to a numpy array: {e}") from None
     raise PoolingTypeError(f"{name} must be a numpy array, got {type(x).__name__}")
+
+
+def check_shape(shape, ranks=None, name: str = "input_shape") -> tuple:
+    """A shape argument: a sequence of ints >= 0, with a length in ``ranks`` when given."""
+    try:
+        items = None if isinstance(shape, (str, bytes)) else tuple(shape)
+    except TypeError:
+        items = None
+    if items is None or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in items):
+        raise PoolingTypeError(f"{name} must be a sequence of ints, got {shape!r}")
+    items = tuple(int(v) for v in items)
+    if any(v < 0 for v in items):
+        raise PoolingError(f"{name} sizes must be >= 0, got {items}")
+    if ranks is not None and len(items) not in ranks:
+        want = " or ".join(str(r) for r in sorted(ranks))
+        raise PoolingError(f"{name} must have {want} axes, got {len(items)}: {items}")
+    return items
 
 
 def check_dtype(x: np.ndarray, allow_int: bool, name: str = "x") -> None:

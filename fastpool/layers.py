@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import pooling as P
+from ._core import check_shape
 from ._spec import adaptive_spec, norm_type_value, normalize_layout, window_spec
 from .errors import PoolingError
 
@@ -81,7 +82,7 @@ class Layer:
     def output_shape(self, input_shape) -> tuple:
         """The forward output's shape for an input shape, without running anything."""
         return P.output_shape(self.spec, input_shape) if self.spec is not None else \
-            self.function(np.empty(tuple(input_shape), np.float32)).shape
+            self.function(np.empty(check_shape(input_shape), np.float32)).shape
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
@@ -213,7 +214,7 @@ class GlobalLpPool(Layer):
 
 
 def _global_output_shape(self, input_shape):
-    s = tuple(input_shape)
+    s = check_shape(input_shape, range(3, 6))
     if self.kwargs["keepdims"]:
         return s[:2] + (1,) * (len(s) - 2) if self.layout == "channels_first" else \
             s[:1] + (1,) * (len(s) - 2) + s[-1:]
@@ -256,7 +257,7 @@ class Sequential:
         return g
 
     def output_shape(self, input_shape) -> tuple:
-        s = tuple(input_shape)
+        s = check_shape(input_shape)
         for layer in self.layers:
             s = layer.output_shape(s)
         return s

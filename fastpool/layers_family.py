@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import family as F
+from ._core import check_shape
 from ._spec import int_tuple, window_spec
 from .errors import PoolingError, PoolingTypeError
 from .layers import Layer
@@ -84,7 +85,7 @@ class _MaxUnpool(_FamilyLayer):
         return self.backward_function(grad_output, x, indices, **self.kwargs, output_size=output_size)
 
     def output_shape(self, input_shape, output_size=None) -> tuple:
-        s, nd = tuple(input_shape), self.nd
+        s, nd = check_shape(input_shape, (self.nd + 1, self.nd + 2)), self.nd
         if output_size is not None:
             return self.function(np.zeros(s, np.float32), np.zeros(s, np.int64), **self.kwargs,
                                  output_size=output_size).shape
@@ -154,7 +155,7 @@ class _FractionalMaxPool(_FamilyLayer):
                                       samples=samples, indices=idx)
 
     def output_shape(self, input_shape) -> tuple:
-        s, nd = tuple(input_shape), self.nd
+        s, nd = check_shape(input_shape, (self.nd + 1, self.nd + 2)), self.nd
         sp = s[len(s) - nd:] if self.layout == "channels_first" else s[len(s) - nd - 1:-1]
         k = self.kwargs
         if k["output_size"] is not None:
@@ -287,7 +288,7 @@ class SpatialPyramidPool(_FamilyLayer):
         return self.backward_function(grad_output, x, **self.kwargs)
 
     def output_shape(self, input_shape) -> tuple:
-        s = tuple(input_shape)
+        s = check_shape(input_shape, (3, 4))
         lv = F._levels(self.kwargs["levels"])
         c = s[-3] if self.layout == "channels_first" else s[-1]
         feats = c * sum(v * v for v in lv)
@@ -309,7 +310,10 @@ class _RoILayer(_FamilyLayer):
 
     def output_shape(self, input_shape, num_boxes=None) -> tuple:
         """``(K, C, PH, PW)`` (``(K, PH, PW, C)`` channels-last); K is ``num_boxes``."""
-        s = tuple(input_shape)
+        s = check_shape(input_shape)
+        if len(s) != 4:
+            want = "(N, C, H, W)" if self.layout == "channels_first" else "(N, H, W, C)"
+            raise PoolingError(f"{type(self).__name__} expects 4-D {want} input, got {len(s)}-D: {s}")
         ph, pw = int_tuple("output_size", self.kwargs["output_size"], 2, 1)
         if self.layout == "channels_first":
             return (num_boxes, s[1], ph, pw)

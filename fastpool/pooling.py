@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _cpu
 from . import _geometry as geo
-from ._core import (Canon, as_array, canon_grad, canonical, check_rank, check_grad, check_indices, compute_dtype,
+from ._core import (Canon, as_array, canon_grad, canonical, check_shape, check_rank, check_grad, check_indices, compute_dtype,
                     covers, divisor, flat4, float_backward_input, interior_args, kernel_input,
                     public, tables)
 from ._spec import (AdaptiveSpec, adaptive_spec, is_int, norm_type_value, normalize_layout,
@@ -488,7 +488,10 @@ def output_shape(spec, x_shape, nd=None):
     if isinstance(spec, AdaptiveSpec) or hasattr(spec, "window"):
         nd = spec.nd
     layout = spec.layout if hasattr(spec, "layout") else "channels_first"
-    x_shape = tuple(x_shape)
+    x_shape = check_shape(x_shape)
+    if len(x_shape) not in (nd + 1, nd + 2):
+        raise PoolingError(f"input_shape must be {nd + 2}-D (batched) or {nd + 1}-D (unbatched) for "
+                           f"{nd}-D pooling, got {len(x_shape)}-D: {x_shape}")
     check_rank(x_shape, nd, "input_shape")
     sp = x_shape[len(x_shape) - nd:] if layout == "channels_first" else x_shape[len(x_shape) - nd - 1:-1]
     axes = geo.plan(spec, sp)

@@ -700,3 +700,26 @@ def test_layers_hostile_arguments_and_inputs(name, data):
     except PoolingError:
         return
     assert np.shape(gx) == np.shape(x)
+
+
+def _all_layers():
+    return [L.MaxPool2d(2), L.AvgPool1d(2), L.LPPool3d(2, 2), L.AdaptiveAvgPool2d(3), L.AdaptiveMaxPool1d(2),
+            L.GlobalAvgPool(), L.GlobalMaxPool(keepdims=False), L.GlobalLpPool(),
+            L.Sequential(L.MaxPool2d(2), L.AvgPool2d(2)), L.MaxUnpool2d(2), L.FractionalMaxPool2d(2, output_size=2),
+            L.StochasticPool2d(2), L.MixedPool2d(2), L.SpatialPyramidPool(), L.RoIPool(2), L.RoIAlign(2)]
+
+
+SHAPES = ["abc", None, 3, 2.5, (), (1,), (0, 0), (1, 2, 3), (1, 2, 8, 8), (1, 2, 8, 8, 8), (-1, 2, 4, 4),
+          (1, 2, 4.5, 4), (2**63, 2, 4, 4), [1, 2, 8, 8], (1, 2, 4, 4, 4, 4, 4), np.array([1, 2, 8, 8]), {"a": 1},
+          (1, 1, 1), (True, 2, 8, 8), (1, 2, 0, 8)]
+
+
+@given(st.integers(0, len(_all_layers()) - 1), st.sampled_from(SHAPES))
+def test_layer_output_shape_of_hostile_shapes(i, shape):
+    layer = _all_layers()[i]
+    try:
+        out = layer.output_shape(shape)
+    except PoolingError:
+        event("PoolingError")
+        return
+    assert isinstance(out, tuple)
