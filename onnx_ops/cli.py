@@ -91,6 +91,37 @@ def parse_shape(text: str) -> tuple:
 # ============================================================================ export
 
 
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+# random inputs of symbolic dimensions: beyond this a dimension alone is gigabytes
+_MAX_DIM = 1 << 16
+
+
+def _size(text: str) -> int:
+    v = _count(text)
+    if not 1 <= v <= _MAX_DIM:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {_MAX_DIM}, got {v}")
+    return v
+
+
+def _tolerance(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not (0 <= v < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return v
+
+
 def _export_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fastpool export",
@@ -111,7 +142,7 @@ def _export_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true",
                    help="also run the model in onnxruntime and fastpool on random input and print "
                         "the parity table (exit 1 on a mismatch)")
-    p.add_argument("--seed", type=int, default=0, help="random seed for --check (default 0)")
+    p.add_argument("--seed", type=_count, default=0, help="random seed for --check (default 0)")
     return p
 
 
@@ -171,11 +202,11 @@ def _check_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="the .onnx file")
     p.add_argument("--inputs", help=".npz file with the graph inputs (by name, or arr_0, arr_1, ... "
                                     "in graph order); default: random NaN-free data")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--dim", type=int, default=1,
+    p.add_argument("--seed", type=_count, default=0, help="random seed (default 0)")
+    p.add_argument("--dim", type=_size, default=1,
                    help="size for symbolic dimensions of random inputs (default 1)")
-    p.add_argument("--rtol", type=float, default=None, help="relative tolerance (default per dtype)")
-    p.add_argument("--atol", type=float, default=None, help="absolute tolerance (default per dtype)")
+    p.add_argument("--rtol", type=_tolerance, default=None, help="relative tolerance (default per dtype)")
+    p.add_argument("--atol", type=_tolerance, default=None, help="absolute tolerance (default per dtype)")
     return p
 
 
@@ -207,6 +238,9 @@ def main_check(argv=None) -> int:
                                    seed=args.seed, dim=args.dim, label=args.model)
     except PoolingError as e:
         print(f"fastpool check: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except MemoryError as e:   # inputs or outputs the model declares too large for this machine
+        print(f"fastpool check: error: not enough memory to run the model: {e}", file=sys.stderr)
         return EXIT_USAGE
     print(report)
     return EXIT_OK if report.ok else EXIT_MISMATCH

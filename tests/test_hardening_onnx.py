@@ -182,3 +182,27 @@ def test_demo_refuses_a_batch_below_one(capsys):
             fcli.main(["demo", "--batch", bad, "--no-onnx"])
         assert info.value.code == 2
         assert "--batch: must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--dim", "-1"], r"--dim: must be >= 0"),
+    (["--dim", "0"], r"--dim: must be between 1 and"),
+    (["--dim", "10000000"], r"--dim: must be between 1 and"),
+    (["--seed", "-5"], r"--seed: must be >= 0"),
+    (["--rtol", "-1"], r"--rtol: must be a finite number >= 0"),
+    (["--atol", "nan"], r"--atol: must be a finite number >= 0"),
+])
+def test_check_command_options_are_validated(args, match, tmp_path, capsys):
+    path = tmp_path / "m.onnx"
+    onnx.save(node_model("MaxPool", dict(kernel_shape=[2, 2]), shape=("N", 2, 6, 6)), str(path))
+    assert cli.main_check([str(path)] + args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and re.search(match, err), err
+
+
+def test_check_command_reports_inputs_too_large_for_memory(tmp_path, capsys):
+    path = tmp_path / "m.onnx"
+    onnx.save(node_model("GlobalMaxPool", {}, shape=(2**20, 2**20, 2**10)), str(path))
+    assert cli.main_check([str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fastpool check: error: "), err
