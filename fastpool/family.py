@@ -623,7 +623,7 @@ def spatial_pyramid_pool(x, levels=(1, 2, 4), *, mode="max", layout="channels_fi
         y = fn(x, lvl, layout=layout)
         if layout == "channels_last":
             y = np.moveaxis(y, -1, -3)
-        parts.append(y.reshape(y.shape[:-3] + (-1,)))
+        parts.append(y.reshape(y.shape[:-3] + (y.shape[-3] * lvl * lvl,)))   # (-1 fails for an empty batch)
     return np.concatenate(parts, axis=-1)
 
 
