@@ -56,6 +56,7 @@ CALLS = {
     "max_pool2d k7 s1 van Herk": lambda x, xl: fp.max_pool2d(x, 7, 1, 3),
     "max_pool2d NHWC": lambda x, xl: fp.max_pool2d(xl, 3, 2, 1, layout="NHWC"),
     "max_pool2d NHWC indices": lambda x, xl: fp.max_pool2d(xl, 2, layout="NHWC", return_indices=True),
+    "max_pool2d NHWC k5 s1 van Herk": lambda x, xl: fp.max_pool2d(xl, 5, 1, 2, layout="NHWC"),
     "avg_pool2d": lambda x, xl: fp.avg_pool2d(x, 3, 2, 1),
     "avg_pool2d NHWC": lambda x, xl: fp.avg_pool2d(xl, 2, layout="NHWC"),
     "lp_pool2d": lambda x, xl: fp.lp_pool2d(x, 2.0, 2),
