@@ -659,7 +659,11 @@ def _boxes(boxes, n_images, T):
     if isinstance(boxes, (list, tuple)):
         arrs = []
         for b in boxes:
-            a = np.asarray(b) if not isinstance(b, np.ndarray) else b
+            try:
+                a = np.asarray(b) if not isinstance(b, np.ndarray) else b
+            except Exception:   # ragged: not per-image arrays; the (K, 5) check below says so
+                arrs = None
+                break
             if a.ndim == 2 and a.shape[1] == 4 or (a.size == 0 and a.ndim >= 1):
                 arrs.append(a.reshape(-1, 4))
             else:
