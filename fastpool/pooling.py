@@ -45,13 +45,13 @@ def _max(cn: Canon, axes, want_idx: bool):
     osp = [t.out for t in axes]
     out5 = np.empty(cn.canon_shape(osp), xin.dtype)
     if not want_idx:
-        if out5.size and _running_max_ok(axes):
+        if out5.size and _running_max_ok(axes, xin[0, 0].nbytes):
             t1, t2 = axes[-2], axes[-1]
             b, c = xin.shape[0] * xin.shape[1], xin.shape[4]
             _cpu.pick(_cpu.vh_max_forward, xin, out5)(xin.reshape(b, t1.n, -1), out5.reshape(b, t1.out, -1), np.int64(c),
                                 t1.lo, t1.taps, np.int64(t1.taps.max()),
                                 t2.lo, t2.taps, np.int64(t2.taps.max()), *interior_args(axes)[:4])
-        elif out5.size and xin.shape[4] >= _CL_DIRECT_FROM:
+        elif out5.size and xin.shape[4] >= _CL_DIRECT_FROM and _window_cells(axes) <= _CL_DIRECT_CELLS:
             _cpu.pick(_cpu.cl_max_forward, xin, out5)(xin, out5, *tables(axes))
         elif out5.size:
             _cpu.pick(_cpu.sep_max_forward, xin, out5)(flat4(xin), flat4(out5), np.int64(xin.shape[4]), *tables(axes),
@@ -94,15 +94,31 @@ def _lp(cn: Canon, axes, p: float, mode: int, div: np.ndarray, area: float, keep
 # directly; fewer channels go through the row-buffer kernels.
 _CL_DIRECT_FROM = 8
 
-# Below this window the direct separable loops are as fast as running maxima
-# (measured: k3 direct vs van Herk about equal); from here on the running form wins.
-_RUNNING_MAX_FROM = 5
+# The direct channels-last kernel reads every window cell per output; past this
+# many cells the row-buffer kernel's 2K reads per output (K taps per axis) win.
+_CL_DIRECT_CELLS = 16
 
 
-def _running_max_ok(axes) -> bool:
-    """van Herk applies: contiguous windows on H and W (dilation 1), none on D,
-    and every window either full (K cells) or touching an end of its axis."""
-    if len(axes) < 2:
+def _window_cells(axes) -> int:
+    return int(np.prod([int(t.taps.max()) for t in axes]))
+
+
+# Below this window the direct separable loops beat running maxima on
+# channels-first (8, 256, 56, 56) float32, 1 thread: k5 18 ms vs 22 ms; at k9
+# they tie (35 vs 31-36 ms) and at k13 van Herk wins (30 vs 52 ms).
+_RUNNING_MAX_FROM = 9
+
+
+# van Herk keeps two plane-sized buffers per running task: above this plane
+# size they cost more memory than they save time (and stop fitting in L2)
+_RUNNING_MAX_PLANE_BYTES = 1 << 18
+
+
+def _running_max_ok(axes, plane_bytes=0) -> bool:
+    """van Herk applies: contiguous, overlapping windows on H or W (dilation 1),
+    none on D, every window either full (K cells) or touching an end of its
+    axis, and a plane small enough for the running buffers."""
+    if len(axes) < 2 or plane_bytes > _RUNNING_MAX_PLANE_BYTES:
         return False
     if len(axes) == 3 and (axes[0].taps.max() != 1 or axes[0].out != axes[0].n):
         return False
@@ -115,7 +131,8 @@ def _running_max_ok(axes) -> bool:
             return False
         if not np.all((t.taps == K) | (t.lo == 0) | (t.lo + t.taps == t.n)):
             return False
-    return True
+    # without overlap (global pooling, stride >= window) the direct loops read each cell once
+    return any(t.out > 1 and int(t.lo[1] - t.lo[0]) < int(t.taps.max()) for t in (t1, t2))
 
 
 def _sum_forward(xin, out5, pmode, p, fmode, div, area, axes):
