@@ -211,4 +211,6 @@ def test_threads_and_fork_under_each_layer(layer):
     if layer == "tbb" and r.returncode != 0 and "TBB" in r.stderr:
         pytest.skip("TBB is not installed here (a runtime dependency on Linux x86_64 only)")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.split() == [layer, "True", "0"], (r.stdout, r.stderr[-2000:])
+    # numba's TBB pool may print "Unable to join threads to shut down before fork()"
+    # on stdout; what counts is the child's exit code on the last line
+    assert r.stdout.strip().splitlines()[-1].split() == [layer, "True", "0"], (r.stdout, r.stderr[-2000:])
