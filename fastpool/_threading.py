@@ -10,7 +10,7 @@ Measured here (numba 0.68.1, Linux, 2 cores; tests/test_concurrency.py keeps it 
   from a process already using GNU OpenMP") as soon as it runs one itself.
 * ``workqueue``: aborts the process when two threads run parallel kernels at once.
 
-So fastpool prefers ``tbb`` (a runtime dependency where PyPI has wheels).  pip puts
+So fastpool prefers ``tbb`` (the ``threads`` extra, where PyPI has wheels).  pip puts
 ``libtbb.so.12`` in ``<prefix>/lib``, which the dynamic loader does not search in a
 virtual environment, and numba then quietly falls back to OpenMP; the library is
 preloaded from there so ``tbb`` loads.  Without TBB the layer stays numba's
