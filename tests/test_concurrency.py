@@ -67,7 +67,7 @@ def test_threading_layer_is_chosen_deliberately():
     layer = fp.threading_layer()
     assert layer == numba.threading_layer()
     assert layer in ("tbb", "omp", "workqueue")
-    # tbb wherever its library is installed (the runtime dependency on Linux x86_64)
+    # tbb wherever its library is installed (the threads and test extras, on Linux x86_64)
     have_tbb = any(os.path.exists(os.path.join(p, "lib", "libtbb.so.12"))
                    for p in {sys.prefix, sys.base_prefix})
     if have_tbb and not os.environ.get("NUMBA_THREADING_LAYER"):
@@ -209,7 +209,7 @@ print(fp.threading_layer(), all(ok) and len(ok) == 8, os.waitstatus_to_exitcode(
 def test_threads_and_fork_under_each_layer(layer):
     r = _python(_LAYER_SCRIPT, NUMBA_THREADING_LAYER=layer)
     if layer == "tbb" and r.returncode != 0 and "TBB" in r.stderr:
-        pytest.skip("TBB is not installed here (a runtime dependency on Linux x86_64 only)")
+        pytest.skip("TBB is not installed here (the threads and test extras install it on Linux x86_64)")
     assert r.returncode == 0, r.stderr[-3000:]
     # numba's TBB pool may print "Unable to join threads to shut down before fork()"
     # on stdout; what counts is the child's exit code on the last line
