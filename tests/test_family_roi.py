@@ -54,26 +54,7 @@ def ort_max_roi_pool(x, rois, ph, pw, scale):
     return s.run(None, {"X": x, "rois": rois})[0]
 
 
-def fd_check(gx, fun, x, g, eps=1e-6, atol=1e-8, rtol=0.0, max_points=48):
-    """Compare an analytic gradient with central differences of sum(g * fun(x)).
-
-    Large inputs are checked on a fixed subset: up to half the points where the
-    analytic gradient is non-zero, the rest anywhere (so both the routed and the
-    zero entries are tested)."""
-    pick = np.random.default_rng(0)
-    flat = np.arange(x.size)
-    if x.size > max_points:
-        nz = flat[np.asarray(gx).ravel() != 0]
-        a = pick.choice(nz, min(len(nz), max_points // 2), replace=False)
-        b = pick.choice(np.setdiff1d(flat, a), max_points - len(a), replace=False)
-        flat = np.concatenate([a, b])
-    for f in flat:
-        i = np.unravel_index(f, x.shape)
-        xp, xm = x.copy(), x.copy()
-        xp[i] += eps
-        xm[i] -= eps
-        fd = (np.sum(g * fun(xp)) - np.sum(g * fun(xm))) / (2 * eps)
-        np.testing.assert_allclose(gx[i], fd, atol=atol, rtol=rtol, err_msg=f"at {i}")
+fd_check = rf.fd_check
 
 
 ALIGN_CASES = [(aligned, sr, scale, (ph, pw))
