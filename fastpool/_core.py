@@ -176,6 +176,19 @@ def interior_args(axes):
     return [np.int64(v) for v in geo.interior(geo.padded3(axes)[2])]
 
 
+def cf_row_args(axes):
+    """W-axis geometry for the channels-first row kernels: ``uniform`` (windows
+    ``o*stride`` in a buffer holding the row at ``pl``), ``pl``, the buffer
+    length, stride and kernel."""
+    t = geo.padded3(axes)[2]
+    if not t.stride:
+        return [False, np.int64(0), np.int64(t.n), np.int64(1), np.int64(t.taps.max())]
+    pl, k, s = t.pads[0], t.kernel, t.stride
+    end = (t.out - 1) * s + (k - 1) * t.step + 1
+    # slack: the stride-2 pair pass reads up to two cells past the last window
+    return [True, np.int64(pl), np.int64(max(pl + t.n, end) + 2), np.int64(s), np.int64(k)]
+
+
 def flat4(a5: np.ndarray) -> np.ndarray:
     """``(B, D, H, W, C) -> (B, D, H, W*C)``: rows as contiguous W*C runs."""
     b, d, h, w, c = a5.shape

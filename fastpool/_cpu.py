@@ -439,6 +439,267 @@ def sep_avg_backward(g, gx, C, rdiv, p0, c0, p1, c1, lo2, nt2, d2, ia, ib, ibase
                 xrow[w] = acc[w]
 
 
+# ----------------------------------------------------------------------------- channels-first rows
+#
+# Channels-first rows are short (14 to 112 cells in common networks), so the
+# cost is in how many loops run per output row, not in the arithmetic.  Each
+# row task reduces its window's rows into a buffer in one fused pass, with the
+# padding kept as identity cells (-inf for max, 0 for sums) around the row, so
+# every window along W is full in buffer coordinates: one uniform loop over
+# the whole output row, no clipped borders (onnxruntime's MLAS does the same).
+# Adaptive W windows (uneven) walk the table instead.
+
+
+@njit(inline="always")
+def _vmax_rows(x, o0, rs, R, W, buf, pl, combine):
+    """``buf[pl + w] (max)= max over R rows of x[o0 + r*rs + w]``: 1-3 rows fused."""
+    if R == 1:
+        for w in range(W):
+            v = x[_u(o0 + w)]
+            if combine:
+                v = _maxnan(buf[_u(pl + w)], v)
+            buf[_u(pl + w)] = v
+        return
+    o1 = o0 + rs
+    if R == 2:
+        for w in range(W):
+            v = _maxnan(x[_u(o0 + w)], x[_u(o1 + w)])
+            if combine:
+                v = _maxnan(buf[_u(pl + w)], v)
+            buf[_u(pl + w)] = v
+        return
+    o2 = o1 + rs
+    for w in range(W):
+        v = _maxnan(_maxnan(x[_u(o0 + w)], x[_u(o1 + w)]), x[_u(o2 + w)])
+        if combine:
+            v = _maxnan(buf[_u(pl + w)], v)
+        buf[_u(pl + w)] = v
+    for r in range(3, R):
+        o = o0 + r * rs
+        for w in range(W):
+            buf[_u(pl + w)] = _maxnan(buf[_u(pl + w)], x[_u(o + w)])
+
+
+@njit(inline="always")
+def _vsum_rows(x, o0, rs, R, W, buf, pl, combine):
+    """``buf[pl + w] (+)= sum over R rows of x[o0 + r*rs + w]`` in float64."""
+    if R == 1:
+        for w in range(W):
+            v = np.float64(x[_u(o0 + w)])
+            if combine:
+                v += buf[_u(pl + w)]
+            buf[_u(pl + w)] = v
+        return
+    o1 = o0 + rs
+    if R == 2:
+        for w in range(W):
+            v = np.float64(x[_u(o0 + w)]) + np.float64(x[_u(o1 + w)])
+            if combine:
+                v += buf[_u(pl + w)]
+            buf[_u(pl + w)] = v
+        return
+    o2 = o1 + rs
+    for w in range(W):
+        v = (np.float64(x[_u(o0 + w)]) + np.float64(x[_u(o1 + w)])) + np.float64(x[_u(o2 + w)])
+        if combine:
+            v += buf[_u(pl + w)]
+        buf[_u(pl + w)] = v
+    for r in range(3, R):
+        o = o0 + r * rs
+        for w in range(W):
+            buf[_u(pl + w)] += x[_u(o + w)]
+
+
+@njit(inline="always")
+def _vlp_rows(x, o0, rs, R, W, buf, pl, combine, p, signed):
+    for r in range(R):
+        o = o0 + r * rs
+        if r == 0 and not combine:
+            for w in range(W):
+                buf[_u(pl + w)] = _lp_term(np.float64(x[_u(o + w)]), p, signed)
+        else:
+            for w in range(W):
+                buf[_u(pl + w)] += _lp_term(np.float64(x[_u(o + w)]), p, signed)
+
+
+@njit(inline="always")
+def _hmax_uniform(buf, orow, oo, OW, s, K, d, pm, ev):
+    """``orow[oo + o] = max(buf[o*s + k*d] for k < K)`` for every output."""
+    if d == 1 and s == 1:
+        if K == 2:
+            for o in range(OW):
+                orow[_u(oo + o)] = _maxnan(buf[_u(o)], buf[_u(o + 1)])
+            return
+        if K == 3:
+            for o in range(OW):
+                orow[_u(oo + o)] = _maxnan(_maxnan(buf[_u(o)], buf[_u(o + 1)]), buf[_u(o + 2)])
+            return
+    if d == 1 and s == 2 and K >= 2:
+        # a stride-2 window reads q, q+1, q+2: the third tap is the next
+        # window's first, which LLVM cannot put in one interleaved load group
+        # and turns into gathers (measured 3x slower).  Pair maxima
+        # (q, q+1) once, then K // 2 pairs plus one even cell for odd K.
+        h = K // 2
+        n = OW + h - 1
+        for j in range(n):
+            a = buf[_u(2 * j)]
+            pm[_u(j)] = _maxnan(a, buf[_u(2 * j + 1)])
+            ev[_u(j)] = a
+        ev[_u(n)] = buf[_u(2 * n)]
+        if h == 1:
+            if K == 3:
+                for o in range(OW):
+                    orow[_u(oo + o)] = _maxnan(pm[_u(o)], ev[_u(o + 1)])
+            else:
+                for o in range(OW):
+                    orow[_u(oo + o)] = pm[_u(o)]
+            return
+        for o in range(OW):
+            orow[_u(oo + o)] = pm[_u(o)]
+        for i in range(1, h):
+            for o in range(OW):
+                orow[_u(oo + o)] = _maxnan(orow[_u(oo + o)], pm[_u(o + i)])
+        if K & 1:
+            for o in range(OW):
+                orow[_u(oo + o)] = _maxnan(orow[_u(oo + o)], ev[_u(o + h)])
+        return
+    for o in range(OW):
+        orow[_u(oo + o)] = buf[_u(o * s)]
+    for k in range(1, K):
+        for o in range(OW):
+            orow[_u(oo + o)] = _maxnan(orow[_u(oo + o)], buf[_u(o * s + k * d)])
+
+
+@njit(inline="always")
+def _hsum_uniform(buf, acc, OW, s, K, d, ps, ev):
+    """The sum twin of ``_hmax_uniform``, into a float64 row."""
+    if d == 1 and s == 1:
+        if K == 2:
+            for o in range(OW):
+                acc[_u(o)] = buf[_u(o)] + buf[_u(o + 1)]
+            return
+        if K == 3:
+            for o in range(OW):
+                acc[_u(o)] = (buf[_u(o)] + buf[_u(o + 1)]) + buf[_u(o + 2)]
+            return
+    if d == 1 and s == 2 and K >= 2:
+        h = K // 2
+        n = OW + h - 1
+        for j in range(n):
+            a = buf[_u(2 * j)]
+            ps[_u(j)] = a + buf[_u(2 * j + 1)]
+            ev[_u(j)] = a
+        ev[_u(n)] = buf[_u(2 * n)]
+        for o in range(OW):
+            acc[_u(o)] = ps[_u(o)]
+        for i in range(1, h):
+            for o in range(OW):
+                acc[_u(o)] += ps[_u(o + i)]
+        if K & 1:
+            for o in range(OW):
+                acc[_u(o)] += ev[_u(o + h)]
+        return
+    for o in range(OW):
+        acc[_u(o)] = buf[_u(o * s)]
+    for k in range(1, K):
+        for o in range(OW):
+            acc[_u(o)] += buf[_u(o * s + k * d)]
+
+
+@njit(inline="always")
+def _row_task(ch, nch, total, OD, OH):
+    r0 = ch * total // nch
+    b, od, oh = _row_of(r0, OD, OH)
+    return r0, (ch + 1) * total // nch, b, od, oh
+
+
+@_jit
+def cf_max_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2,
+                   uniform, pl, Lb, s, K, lowest):
+    """Channels-first max: x, out flat ``(planes * D*H*W)``, ``(planes * OD*OH*OW)``.
+
+    ``uniform``: W windows start at ``o*s`` in a row buffer of ``Lb`` cells
+    holding the input at ``pl``; otherwise they are read from the W table."""
+    total = (out.size // (OD * OH * OW)) * OD * OH
+    nch = _chunks(total)
+    for ch in prange(nch):
+        ch = np.int64(ch)
+        buf = np.empty(Lb, x.dtype)
+        buf[:] = lowest
+        pm = np.empty(OW + K + 1, x.dtype)
+        ev = np.empty(OW + K + 1, x.dtype)
+        r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
+        for r in range(r0, r1):
+            if r > r0:
+                b, od, oh = _next_row(b, od, oh, OD, OH)
+            for i in range(nt0[od]):
+                o0 = ((b * D + lo0[od] + i * d0) * H + lo1[oh]) * W
+                if i == 0:
+                    _vmax_rows(x, o0, d1 * W, nt1[oh], W, buf, pl, False)
+                else:
+                    _vmax_rows(x, o0, d1 * W, nt1[oh], W, buf, pl, True)
+            oo = r * OW
+            if uniform:
+                _hmax_uniform(buf, out, oo, OW, s, K, d2, pm, ev)
+            else:
+                for o in range(OW):
+                    m = buf[_u(lo2[o])]
+                    for k in range(1, nt2[o]):
+                        m = _maxnan(m, buf[_u(lo2[o] + k * d2)])
+                    out[_u(oo + o)] = m
+
+
+@_jit
+def cf_sum_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2,
+                   uniform, pl, Lb, s, K, pmode, p, fmode, rdiv, area):
+    """Channels-first window sums in float64, finalised as ``sep_sum_forward``'s
+    ``pmode`` / ``fmode`` say; geometry arguments as ``cf_max_forward``'s."""
+    total = (out.size // (OD * OH * OW)) * OD * OH
+    nch = _chunks(total)
+    inv = 1.0 / p
+    for ch in prange(nch):
+        ch = np.int64(ch)
+        buf = np.zeros(Lb, np.float64)
+        acc = np.empty(OW, np.float64)
+        ps = np.empty(OW + K + 1, np.float64)
+        ev = np.empty(OW + K + 1, np.float64)
+        r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
+        for r in range(r0, r1):
+            if r > r0:
+                b, od, oh = _next_row(b, od, oh, OD, OH)
+            for i in range(nt0[od]):
+                o0 = ((b * D + lo0[od] + i * d0) * H + lo1[oh]) * W
+                if pmode == 0:
+                    if i == 0:
+                        _vsum_rows(x, o0, d1 * W, nt1[oh], W, buf, pl, False)
+                    else:
+                        _vsum_rows(x, o0, d1 * W, nt1[oh], W, buf, pl, True)
+                else:
+                    _vlp_rows(x, o0, d1 * W, nt1[oh], W, buf, pl, i > 0, p, pmode == 2)
+            if uniform:
+                _hsum_uniform(buf, acc, OW, s, K, d2, ps, ev)
+            else:
+                for o in range(OW):
+                    t = 0.0
+                    for k in range(nt2[o]):
+                        t += buf[_u(lo2[o] + k * d2)]
+                    acc[_u(o)] = t
+            oo = r * OW
+            drow = rdiv[od, oh]
+            if fmode == 0:
+                for o in range(OW):
+                    out[_u(oo + o)] = acc[_u(o)] * drow[_u(o)]
+            elif fmode == 1:
+                for o in range(OW):
+                    out[_u(oo + o)] = acc[_u(o)] ** inv
+            elif fmode == 2:
+                for o in range(OW):
+                    out[_u(oo + o)] = ((acc[_u(o)] * drow[_u(o)]) * area) ** inv
+            else:
+                for o in range(OW):
+                    out[_u(oo + o)] = (acc[_u(o)] * drow[_u(o)]) ** inv
+
+
 # ----------------------------------------------------------------------------- global, channels-first
 #
 # Each plane is one contiguous run; eight independent accumulators give the

@@ -31,6 +31,10 @@ class AxisTable:
     step: int           # distance between taps (dilation)
     count: np.ndarray   # int64[out], taps inside input + explicit padding
     pads: tuple         # resolved (begin, end) padding
+    # window o starts at o*stride - pads[0] and has `kernel` taps before
+    # clipping; 0 when the windows are uneven (adaptive bins that do not divide)
+    stride: int = 0
+    kernel: int = 0
 
     @property
     def cover(self):
@@ -44,7 +48,7 @@ def singleton() -> AxisTable:
     global _SINGLETON
     if _SINGLETON is None:
         one = np.ones(1, np.int64)
-        _SINGLETON = AxisTable(1, 1, np.zeros(1, np.int64), one, 1, one, (0, 0))
+        _SINGLETON = AxisTable(1, 1, np.zeros(1, np.int64), one, 1, one, (0, 0), 1, 1)
     return _SINGLETON
 
 
@@ -106,7 +110,7 @@ def window_axis(axis: int, n: int, k: int, s: int, d: int, pb: int, pe: int,
     lo = start + t0 * d
     # taps inside [-pb, n + pe): the ceil-mode overhang past the end padding never counts
     count = np.minimum(k, np.floor_divide(n + pe - 1 - start, d) + 1)
-    return AxisTable(n, out, lo, taps, d, count, (pb, pe))
+    return AxisTable(n, out, lo, taps, d, count, (pb, pe), s, k)
 
 
 def adaptive_axis(n: int, out: int) -> AxisTable:
@@ -114,7 +118,8 @@ def adaptive_axis(n: int, out: int) -> AxisTable:
     lo = (i * n) // out
     hi = -((-(i + 1) * n) // out)
     taps = hi - lo
-    return AxisTable(n, out, lo, taps, 1, taps, (0, 0))
+    even = n // out if n % out == 0 else 0
+    return AxisTable(n, out, lo, taps, 1, taps, (0, 0), even, even)
 
 
 @lru_cache(maxsize=256)

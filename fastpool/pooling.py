@@ -18,7 +18,7 @@ import numpy as np
 from . import _cpu
 from . import _geometry as geo
 from ._core import (Canon, as_array, canon_grad, canonical, check_shape, check_rank, check_grad, check_indices, compute_dtype,
-                    covers, divisor, flat4, float_backward_input, interior_args, kernel_input,
+                    covers, cf_row_args, divisor, flat4, float_backward_input, interior_args, kernel_input,
                     public, tables)
 from ._spec import (AdaptiveSpec, adaptive_spec, is_int, norm_type_value, normalize_layout,
                     window_spec)
@@ -53,6 +53,9 @@ def _max(cn: Canon, axes, want_idx: bool):
                                 t2.lo, t2.taps, np.int64(t2.taps.max()), *interior_args(axes)[:4])
         elif out5.size and xin.shape[4] >= _CL_DIRECT_FROM and _window_cells(axes) <= _CL_DIRECT_CELLS:
             _cpu.pick(_cpu.cl_max_forward, xin, out5)(xin, out5, *tables(axes))
+        elif out5.size and xin.shape[4] == 1:
+            _cpu.pick(_cpu.cf_max_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
+                                                      *tables(axes), *cf_row_args(axes), _lowest(xin.dtype))
         elif out5.size:
             _cpu.pick(_cpu.sep_max_forward, xin, out5)(flat4(xin), flat4(out5), np.int64(xin.shape[4]), *tables(axes),
                                  *interior_args(axes))
@@ -99,6 +102,15 @@ _CL_DIRECT_FROM = 8
 _CL_DIRECT_CELLS = 16
 
 
+def _cf_dims(xin, out5):
+    return [np.int64(v) for v in xin.shape[1:4] + out5.shape[1:4]]
+
+
+def _lowest(dt: np.dtype):
+    """The max identity that fills a row buffer's padding cells."""
+    return dt.type(-np.inf) if dt.kind == "f" else dt.type(np.iinfo(dt).min)
+
+
 def _window_cells(axes) -> int:
     return int(np.prod([int(t.taps.max()) for t in axes]))
 
@@ -141,6 +153,11 @@ def _sum_forward(xin, out5, pmode, p, fmode, div, area, axes):
     # plain sums take the channels-last kernel, which accumulates in the output's dtype
     if xin.shape[4] >= _CL_DIRECT_FROM and pmode == 0:
         _cpu.pick(_cpu.cl_sum_forward, xin, out5)(xin, out5, pmode, float(p), fmode, rdiv, float(area), *tables(axes))
+        return
+    if xin.shape[4] == 1:
+        _cpu.pick(_cpu.cf_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
+                                                  *tables(axes), *cf_row_args(axes), pmode, float(p), fmode, rdiv,
+                                                  float(area))
         return
     _cpu.pick(_cpu.sep_sum_forward, xin, out5)(flat4(xin), flat4(out5), np.int64(xin.shape[4]), pmode, float(p), fmode,
                          rdiv, float(area), *tables(axes), *interior_args(axes))
