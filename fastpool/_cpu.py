@@ -571,18 +571,23 @@ def _hmax_uniform(buf, orow, oo, OW, s, K, d, pm, ev):
 
 
 @njit(inline="always")
-def _hsum_uniform(buf, acc, OW, s, K, d, ps, ev):
-    """The sum twin of ``_hmax_uniform``, into a float64 row."""
+def _hsum_uniform(buf, dst, do, mul, OW, s, K, d, ps, ev):
+    """``dst[do + o] = sum(buf[o*s + k*d] for k < K) * mul[o]``: the sum twin of
+    ``_hmax_uniform``, scaled on the way out (an average's 1/divisor, or ones)."""
     if d == 1 and s == 1:
         if K == 2:
             for o in range(OW):
-                acc[_u(o)] = buf[_u(o)] + buf[_u(o + 1)]
+                dst[_u(do + o)] = (buf[_u(o)] + buf[_u(o + 1)]) * mul[_u(o)]
             return
         if K == 3:
             for o in range(OW):
-                acc[_u(o)] = (buf[_u(o)] + buf[_u(o + 1)]) + buf[_u(o + 2)]
+                dst[_u(do + o)] = ((buf[_u(o)] + buf[_u(o + 1)]) + buf[_u(o + 2)]) * mul[_u(o)]
             return
-    if d == 1 and s == 2 and K >= 2:
+    if d == 1 and s == 2 and K == 2:
+        for o in range(OW):
+            dst[_u(do + o)] = (buf[_u(2 * o)] + buf[_u(2 * o + 1)]) * mul[_u(o)]
+        return
+    if d == 1 and s == 2 and K >= 3:
         h = K // 2
         n = OW + h - 1
         for j in range(n):
@@ -590,20 +595,38 @@ def _hsum_uniform(buf, acc, OW, s, K, d, ps, ev):
             ps[_u(j)] = a + buf[_u(2 * j + 1)]
             ev[_u(j)] = a
         ev[_u(n)] = buf[_u(2 * n)]
-        for o in range(OW):
-            acc[_u(o)] = ps[_u(o)]
+        if K == 3:
+            for o in range(OW):
+                dst[_u(do + o)] = (ps[_u(o)] + ev[_u(o + 1)]) * mul[_u(o)]
+            return
         for i in range(1, h):
             for o in range(OW):
-                acc[_u(o)] += ps[_u(o + i)]
+                ps[_u(o)] += ps[_u(o + i)]
         if K & 1:
             for o in range(OW):
-                acc[_u(o)] += ev[_u(o + h)]
+                ps[_u(o)] += ev[_u(o + h)]
+        for o in range(OW):
+            dst[_u(do + o)] = ps[_u(o)] * mul[_u(o)]
         return
     for o in range(OW):
-        acc[_u(o)] = buf[_u(o * s)]
+        ev[_u(o)] = buf[_u(o * s)]
     for k in range(1, K):
         for o in range(OW):
-            acc[_u(o)] += buf[_u(o * s + k * d)]
+            ev[_u(o)] += buf[_u(o * s + k * d)]
+    for o in range(OW):
+        dst[_u(do + o)] = ev[_u(o)] * mul[_u(o)]
+
+
+@njit(inline="always")
+def _hsum_any(buf, dst, do, mul, OW, s, K, d, ps, ev, uniform, lo2, nt2):
+    if uniform:
+        _hsum_uniform(buf, dst, do, mul, OW, s, K, d, ps, ev)
+    else:
+        for o in range(OW):
+            t = 0.0
+            for k in range(nt2[o]):
+                t += buf[_u(lo2[o] + k * d)]
+            dst[_u(do + o)] = t * mul[_u(o)]
 
 
 @njit(inline="always")
@@ -661,6 +684,7 @@ def cf_sum_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2,
         ch = np.int64(ch)
         buf = np.zeros(Lb, np.float64)
         acc = np.empty(OW, np.float64)
+        ones = np.ones(OW, np.float64)
         ps = np.empty(OW + K + 1, np.float64)
         ev = np.empty(OW + K + 1, np.float64)
         r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
@@ -676,26 +700,20 @@ def cf_sum_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2,
                         _vsum_rows(x, o0, d1 * W, nt1[oh], W, buf, pl, True)
                 else:
                     _vlp_rows(x, o0, d1 * W, nt1[oh], W, buf, pl, i > 0, p, pmode == 2)
-            if uniform:
-                _hsum_uniform(buf, acc, OW, s, K, d2, ps, ev)
-            else:
-                for o in range(OW):
-                    t = 0.0
-                    for k in range(nt2[o]):
-                        t += buf[_u(lo2[o] + k * d2)]
-                    acc[_u(o)] = t
             oo = r * OW
             drow = rdiv[od, oh]
+            # an average is finished in the W pass; Lp roots go through acc
             if fmode == 0:
-                for o in range(OW):
-                    out[_u(oo + o)] = acc[_u(o)] * drow[_u(o)]
-            elif fmode == 1:
+                _hsum_any(buf, out, oo, drow, OW, s, K, d2, ps, ev, uniform, lo2, nt2)
+            else:
+                _hsum_any(buf, acc, 0, ones, OW, s, K, d2, ps, ev, uniform, lo2, nt2)
+            if fmode == 1:
                 for o in range(OW):
                     out[_u(oo + o)] = acc[_u(o)] ** inv
             elif fmode == 2:
                 for o in range(OW):
                     out[_u(oo + o)] = ((acc[_u(o)] * drow[_u(o)]) * area) ** inv
-            else:
+            elif fmode == 3:
                 for o in range(OW):
                     out[_u(oo + o)] = (acc[_u(o)] * drow[_u(o)]) ** inv
 

@@ -35,15 +35,50 @@ def _out_dtype(cn: Canon, reducer: str) -> np.dtype:
     return cn.dtype
 
 
-def _finish(cn: Canon, out5: np.ndarray, axes, dtype) -> np.ndarray:
-    out = out5.reshape(cn.user_shape(t.out for t in axes))
-    return out if out.dtype == dtype else out.astype(dtype)
+def _finish(cn: Canon, out5: np.ndarray, axes, dtype, out=None) -> np.ndarray:
+    res = out5.reshape(cn.user_shape(t.out for t in axes))
+    return _deliver(res if res.dtype == dtype else res.astype(dtype), out)
 
 
-def _max(cn: Canon, axes, want_idx: bool):
+def _deliver(res: np.ndarray, out):
+    if out is None:
+        return res
+    if not np.shares_memory(res, out):
+        np.copyto(out, res)  # float16 results, computed in float32
+    return out
+
+
+def check_out(out, shape, dtype, inputs):
+    """``out=``: a writeable, C-contiguous array of the result's exact shape and
+    dtype that shares no memory with any input (fastpool never writes its inputs)."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise PoolingTypeError(f"out must be a NumPy array or None, got {type(out).__name__}")
+    if tuple(out.shape) != tuple(shape):
+        raise PoolingError(f"out must have the result's shape {tuple(shape)}, got {tuple(out.shape)}")
+    if out.dtype != dtype:
+        raise PoolingTypeError(f"out must have the result's dtype {np.dtype(dtype).name}, got {out.dtype.name}")
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        raise PoolingError("out must be C-contiguous and writeable"
+                           f" (C-contiguous: {out.flags.c_contiguous}, writeable: {out.flags.writeable})")
+    for name, a in inputs.items():
+        if isinstance(a, np.ndarray) and np.may_share_memory(out, a):
+            raise PoolingError(f"out must not share memory with the input {name}: fastpool never writes its inputs")
+    return out
+
+
+def _target(out, shape5, dt) -> np.ndarray:
+    """Where a kernel writes: the caller's ``out`` when it has the compute dtype."""
+    if out is not None and out.dtype == dt:
+        return out.reshape(shape5)
+    return np.empty(shape5, dt)
+
+
+def _max(cn: Canon, axes, want_idx: bool, out=None):
     xin = kernel_input(cn)
     osp = [t.out for t in axes]
-    out5 = np.empty(cn.canon_shape(osp), xin.dtype)
+    out5 = _target(out, cn.canon_shape(osp), xin.dtype)
     if not want_idx:
         if out5.size and _running_max_ok(axes, xin[0, 0].nbytes):
             t1, t2 = axes[-2], axes[-1]
@@ -59,7 +94,7 @@ def _max(cn: Canon, axes, want_idx: bool):
         elif out5.size:
             _cpu.pick(_cpu.sep_max_forward, xin, out5)(flat4(xin), flat4(out5), np.int64(xin.shape[4]), *tables(axes),
                                  *interior_args(axes))
-        return _finish(cn, out5, axes, _out_dtype(cn, "max"))
+        return _finish(cn, out5, axes, _out_dtype(cn, "max"), out)
     idx5 = np.empty(cn.canon_shape(osp), np.int64)
     if out5.size and xin.shape[4] == 1:
         _cpu.pick(_cpu.sep_argmax_forward, xin, out5)(xin[..., 0], out5[..., 0], idx5[..., 0], *tables(axes))
@@ -69,14 +104,14 @@ def _max(cn: Canon, axes, want_idx: bool):
     return out, idx5.reshape(out.shape)
 
 
-def _avg(cn: Canon, axes, div: np.ndarray):
+def _avg(cn: Canon, axes, div: np.ndarray, out=None):
     xin = kernel_input(cn)
     osp = [t.out for t in axes]
     dt = compute_dtype(_out_dtype(cn, "avg"))
-    out5 = np.empty(cn.canon_shape(osp), dt)
+    out5 = _target(out, cn.canon_shape(osp), dt)
     if out5.size:
         _sum_forward(xin, out5, 0, 1.0, 0, div, 1.0, axes)
-    return _finish(cn, out5, axes, _out_dtype(cn, "avg"))
+    return _finish(cn, out5, axes, _out_dtype(cn, "avg"), out)
 
 
 def _lp(cn: Canon, axes, p: float, mode: int, div: np.ndarray, area: float, keep5=False):
@@ -163,21 +198,21 @@ def _sum_forward(xin, out5, pmode, p, fmode, div, area, axes):
                          rdiv, float(area), *tables(axes), *interior_args(axes))
 
 
-def _grad_buffers(cn: Canon, grad_output, axes, op):
+def _grad_buffers(cn: Canon, grad_output, axes, op, out=None):
     float_backward_input(cn)
     osp = [t.out for t in axes]
     g = check_grad(grad_output, cn.user_shape(osp), op)
     dt = compute_dtype(cn.dtype)
-    return canon_grad(g, cn, osp, dt), np.empty(cn.x5.shape, dt)
+    return canon_grad(g, cn, osp, dt), _target(out, cn.x5.shape, dt)
 
 
-def _to_user(cn: Canon, gx5: np.ndarray) -> np.ndarray:
+def _to_user(cn: Canon, gx5: np.ndarray, out=None) -> np.ndarray:
     gx = gx5.reshape(cn.shape)
-    return gx if gx.dtype == cn.dtype else gx.astype(cn.dtype)
+    return _deliver(gx if gx.dtype == cn.dtype else gx.astype(cn.dtype), out)
 
 
-def _max_backward(cn: Canon, axes, grad_output, indices, op):
-    g5, gx5 = _grad_buffers(cn, grad_output, axes, op)
+def _max_backward(cn: Canon, axes, grad_output, indices, op, out=None):
+    g5, gx5 = _grad_buffers(cn, grad_output, axes, op, out)
     osp = [t.out for t in axes]
     if indices is None:
         _, idx = _max(cn, axes, True)
@@ -188,17 +223,17 @@ def _max_backward(cn: Canon, axes, grad_output, indices, op):
     if gx5.size:
         b, c = gx5.shape[0], gx5.shape[4]
         _cpu.pick(_cpu.scatter_max_backward, g5, gx5)(g5.reshape(b, -1, c), idx5.reshape(b, -1, c), gx5.reshape(b, -1, c))
-    return _to_user(cn, gx5)
+    return _to_user(cn, gx5, out)
 
 
-def _avg_backward(cn: Canon, axes, grad_output, div, op):
-    g5, gx5 = _grad_buffers(cn, grad_output, axes, op)
+def _avg_backward(cn: Canon, axes, grad_output, div, op, out=None):
+    g5, gx5 = _grad_buffers(cn, grad_output, axes, op, out)
     if gx5.size:
         p0, c0, p1, c1, _, _ = covers(axes)
         t2 = geo.padded3(axes)[2]
         _cpu.pick(_cpu.sep_avg_backward, g5, gx5)(flat4(g5), flat4(gx5), np.int64(gx5.shape[4]), 1.0 / div, p0, c0, p1, c1,
                               t2.lo, t2.taps, np.int64(t2.step), *interior_args(axes))
-    return _to_user(cn, gx5)
+    return _to_user(cn, gx5, out)
 
 
 def _lp_backward(cn: Canon, axes, grad_output, p, mode, div, area, op):
@@ -237,6 +272,13 @@ def _lp_mode(torch_compat, power_mean):
     return LP_TORCH if torch_compat else (LP_MEAN if power_mean else LP_ONNX)
 
 
+def _grad_out(out, cn: Canon, grad_output, x, indices):
+    if out is None:
+        return None
+    float_backward_input(cn)
+    return check_out(out, cn.shape, cn.dtype, {"grad_output": grad_output, "x": x, "indices": indices})
+
+
 def _named(fn, name, doc):
     fn.__name__ = name
     fn.__qualname__ = name
@@ -249,18 +291,23 @@ def _named(fn, name, doc):
 
 def _make_max(nd):
     def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                 return_indices=False, *, layout="channels_first"):
+                 return_indices=False, *, layout="channels_first", out=None):
         spec = window_spec(nd, kernel_size, stride, padding, dilation, ceil_mode, layout)
         want = _bool("return_indices", return_indices)
+        if want and out is not None:
+            raise PoolingError("out= takes the pooled values only; it cannot be combined with return_indices=True")
         cn = canonical(x, nd, spec.layout, allow_int=True)
-        return _max(cn, geo.plan(spec, cn.spatial), want)
+        axes = geo.plan(spec, cn.spatial)
+        out = check_out(out, cn.user_shape(t.out for t in axes), _out_dtype(cn, "max"), {"x": x})
+        return _max(cn, axes, want, out)
 
     def max_pool_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
                           ceil_mode=False, return_indices=False, *, layout="channels_first",
-                          indices=None):
+                          indices=None, out=None):
         spec = window_spec(nd, kernel_size, stride, padding, dilation, ceil_mode, layout)
         cn = canonical(x, nd, spec.layout, allow_int=True)
-        return _max_backward(cn, geo.plan(spec, cn.spatial), grad_output, indices, "max_pool")
+        out = _grad_out(out, cn, grad_output, x, indices)
+        return _max_backward(cn, geo.plan(spec, cn.spatial), grad_output, indices, "max_pool", out)
 
     name = f"max_pool{nd}d"
     return (
@@ -283,23 +330,25 @@ def _avg_div(axes, count_include_pad, divisor_override):
 def _make_avg(nd):
     def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True, divisor_override=None, *, dilation=1,
-                 layout="channels_first"):
+                 layout="channels_first", out=None):
         spec = window_spec(nd, kernel_size, stride, padding, dilation, ceil_mode, layout)
         cip = _bool("count_include_pad", count_include_pad)
         dov = _divisor_override(divisor_override)
         cn = canonical(x, nd, spec.layout, allow_int=True)
         axes = geo.plan(spec, cn.spatial)
-        return _avg(cn, axes, _avg_div(axes, cip, dov))
+        out = check_out(out, cn.user_shape(t.out for t in axes), _out_dtype(cn, "avg"), {"x": x})
+        return _avg(cn, axes, _avg_div(axes, cip, dov), out)
 
     def avg_pool_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                           count_include_pad=True, divisor_override=None, *, dilation=1,
-                          layout="channels_first", indices=None):
+                          layout="channels_first", indices=None, out=None):
         spec = window_spec(nd, kernel_size, stride, padding, dilation, ceil_mode, layout)
         cip = _bool("count_include_pad", count_include_pad)
         dov = _divisor_override(divisor_override)
         cn = canonical(x, nd, spec.layout, allow_int=True)
+        out = _grad_out(out, cn, grad_output, x, indices)
         axes = geo.plan(spec, cn.spatial)
-        return _avg_backward(cn, axes, grad_output, _avg_div(axes, cip, dov), "avg_pool")
+        return _avg_backward(cn, axes, grad_output, _avg_div(axes, cip, dov), "avg_pool", out)
 
     name = f"avg_pool{nd}d"
     return (

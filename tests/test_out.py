@@ -1,0 +1,136 @@
+"""``out=``: max/avg pooling and their backward passes write into a caller's array.
+
+Results are checked against the NumPy reference (not against fastpool's own
+allocating path), the returned object must be ``out`` itself, and the inputs must
+come back unchanged; bad ``out`` arrays get the clear errors of the API contract.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastpool as fp
+from fastpool import PoolingError, PoolingTypeError
+
+import reference as ref
+
+GEOMS = [
+    # (nd, kernel, stride, padding, ceil_mode)
+    (1, 3, 2, 1, False),
+    (2, 2, 2, 0, False),
+    (2, 3, 2, 1, True),
+    (2, 3, 1, 1, False),
+    (3, 2, 1, 1, False),
+]
+
+
+def _x(nd, dtype, layout, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = (2, 3) + (9, 8, 7)[:nd]
+    x = rng.standard_normal(shape) * 10
+    x = x.astype(dtype)
+    if layout == "channels_last":
+        return x, np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    return x, x
+
+
+def _user(a, layout):
+    return np.ascontiguousarray(np.moveaxis(a, 1, -1)) if layout == "channels_last" else a
+
+
+@pytest.mark.parametrize("geom", GEOMS, ids=str)
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64", "int32"])
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_max_out_matches_reference(geom, dtype, layout):
+    nd, k, s, p, cm = geom
+    xcf, x = _x(nd, dtype, layout)
+    want, _ = ref.max_pool(xcf, nd, k, s, p, ceil_mode=cm)
+    want = _user(want.astype(dtype), layout)
+    out = np.full(want.shape, 7, dtype)
+    keep = x.copy()
+    got = getattr(fp, f"max_pool{nd}d")(x, k, s, p, ceil_mode=cm, layout=layout, out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(x, keep)
+
+
+@pytest.mark.parametrize("geom", GEOMS, ids=str)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_avg_out_matches_reference(geom, dtype, layout):
+    nd, k, s, p, cm = geom
+    xcf, x = _x(nd, dtype, layout)
+    want = _user(ref.avg_pool(xcf, nd, k, s, p, ceil_mode=cm), layout)
+    out = np.full(want.shape, np.nan, dtype)
+    got = getattr(fp, f"avg_pool{nd}d")(x, k, s, p, ceil_mode=cm, layout=layout, out=out)
+    assert got is out
+    tol = 1e-12 if dtype == "float64" else 1e-6
+    np.testing.assert_allclose(out, want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("geom", GEOMS, ids=str)
+@pytest.mark.parametrize("op", ["max", "avg"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_backward_out_matches_reference(geom, op, dtype):
+    nd, k, s, p, cm = geom
+    x, _ = _x(nd, dtype, "channels_first", seed=1)
+    xr = x.astype(np.float64)
+    if op == "max":
+        y, _ = ref.max_pool(xr, nd, k, s, p, ceil_mode=cm)
+    else:
+        y = ref.avg_pool(xr, nd, k, s, p, ceil_mode=cm)
+    g = np.random.default_rng(2).standard_normal(y.shape).astype(dtype)
+    gr = g.astype(np.float64)
+    if op == "max":
+        want = ref.max_pool_backward(gr, xr, nd, k, s, p, ceil_mode=cm)
+    else:
+        want = ref.avg_pool_backward(gr, xr, nd, k, s, p, ceil_mode=cm)
+    out = np.full(x.shape, np.nan, dtype)
+    keep_g, keep_x = g.copy(), x.copy()
+    got = getattr(fp, f"{op}_pool{nd}d_backward")(g, x, k, s, p, ceil_mode=cm, out=out)
+    assert got is out
+    tol = {"float64": 1e-12, "float32": 1e-5, "float16": 2e-3}[dtype]
+    np.testing.assert_allclose(out.astype(np.float64), want, rtol=tol, atol=tol * np.abs(want).max())
+    np.testing.assert_array_equal(g, keep_g)
+    np.testing.assert_array_equal(x, keep_x)
+
+
+X = np.arange(2 * 3 * 8 * 8, dtype=np.float32).reshape(2, 3, 8, 8)
+
+
+@pytest.mark.parametrize("out, err, pattern", [
+    (np.empty((2, 3, 4, 5), np.float32), PoolingError, r"out must have the result's shape \(2, 3, 4, 4\), got \(2, 3, 4, 5\)"),
+    (np.empty((2, 3, 4, 4), np.float64), PoolingTypeError, r"out must have the result's dtype float32, got float64"),
+    (np.empty((2, 3, 4, 8), np.float32)[..., ::2], PoolingError, r"out must be C-contiguous and writeable"),
+    ([[0.0]], PoolingTypeError, r"out must be a NumPy array or None, got list"),
+])
+def test_bad_out_is_a_clear_error(out, err, pattern):
+    with pytest.raises(err, match=r"^max_pool2d\(input of shape \(2, 3, 8, 8\)\): " + pattern):
+        fp.max_pool2d(X, 2, out=out)
+
+
+def test_read_only_out_is_refused():
+    out = np.empty((2, 3, 4, 4), np.float32)
+    out.flags.writeable = False
+    with pytest.raises(PoolingError, match="out must be C-contiguous and writeable"):
+        fp.avg_pool2d(X, 2, out=out)
+
+
+@pytest.mark.parametrize("fn", ["max", "avg"])
+def test_out_overlapping_an_input_is_refused_and_the_input_kept(fn):
+    x = X.copy()
+    keep = x.copy()
+    alias = x.reshape(-1)[: 2 * 3 * 4 * 4].reshape(2, 3, 4, 4)
+    with pytest.raises(PoolingError, match="out must not share memory with the input x"):
+        getattr(fp, f"{fn}_pool2d")(x, 2, out=alias)
+    np.testing.assert_array_equal(x, keep)
+    g = np.ones((2, 3, 4, 4), np.float32)
+    with pytest.raises(PoolingError, match="out must not share memory with the input x"):
+        getattr(fp, f"{fn}_pool2d_backward")(g, x, 2, out=x)
+    np.testing.assert_array_equal(x, keep)
+
+
+def test_out_with_indices_is_refused():
+    with pytest.raises(PoolingError, match="out= takes the pooled values only"):
+        fp.max_pool2d(X, 2, return_indices=True, out=np.empty((2, 3, 4, 4), np.float32))
