@@ -95,9 +95,10 @@ def lp_backward(g, x, out, gx, p, mode, div, area, p0, c0, p1, c1, p2, c2):
 # (D and H taps) into a row buffer with contiguous, vectorisable loops over the
 # whole row (W*C values), then reduce along W.  Along W, outputs whose windows
 # are full and evenly spaced (the "interior", from ``_geometry.interior``) run
-# tap-outer / output-inner; the clipped border outputs walk the table.  The
-# row layout (W, C) covers channels-first (C == 1) and channels-last alike.
-# Rows are handed out in chunks so each chunk allocates its buffers once.
+# tap-outer / output-inner; the clipped border outputs walk the table.  These
+# serve channels-last maps with too few channels for the direct C-vector
+# kernels; channels-first rows have their own kernels below.  Rows are handed
+# out in chunks so each chunk allocates its buffers once.
 
 
 @njit(inline="always")
@@ -143,45 +144,6 @@ def _u(i):
 
 
 @njit(inline="always")
-def _hmax_interior(buf, orow, ia, ib, base, step, K, d):
-    # the common 2- and 3-tap windows in one pass (measured 2x over tap-outer)
-    if K == 2:
-        for ow in range(ia, ib):
-            q = base + ow * step
-            orow[_u(ow)] = _maxnan(buf[_u(q)], buf[_u(q + d)])
-    elif K == 3:
-        for ow in range(ia, ib):
-            q = base + ow * step
-            orow[_u(ow)] = _maxnan(_maxnan(buf[_u(q)], buf[_u(q + d)]), buf[_u(q + 2 * d)])
-    else:
-        for ow in range(ia, ib):
-            orow[_u(ow)] = buf[_u(base + ow * step)]
-        for k in range(1, K):
-            off = base + k * d
-            for ow in range(ia, ib):
-                orow[_u(ow)] = _maxnan(orow[_u(ow)], buf[_u(off + ow * step)])
-
-
-@njit(inline="always")
-def _hsum_interior(buf, acc, ia, ib, base, step, K, d):
-    if K == 2:
-        for ow in range(ia, ib):
-            q = base + ow * step
-            acc[_u(ow)] = buf[_u(q)] + buf[_u(q + d)]
-    elif K == 3:
-        for ow in range(ia, ib):
-            q = base + ow * step
-            acc[_u(ow)] = (buf[_u(q)] + buf[_u(q + d)]) + buf[_u(q + 2 * d)]
-    else:
-        for ow in range(ia, ib):
-            acc[_u(ow)] = buf[_u(base + ow * step)]
-        for k in range(1, K):
-            off = base + k * d
-            for ow in range(ia, ib):
-                acc[_u(ow)] += buf[_u(off + ow * step)]
-
-
-@njit(inline="always")
 def _hmax_border(buf, orow, C, lo2, nt2, d2, o0, o1):
     for ow in range(o0, o1):
         for c in range(C):
@@ -193,24 +155,15 @@ def _hmax_border(buf, orow, C, lo2, nt2, d2, o0, o1):
 
 @njit(inline="always")
 def _hmax_row(buf, orow, C, OW, lo2, nt2, d2, ia, ib, ibase, istep, K):
-    """Max along W of a row buffer: interior tap-outer (vectorised), borders by table."""
-    if C == 1:
-        # literal strides let LLVM vectorise the common stride-1 and stride-2 loads
-        if istep == 1:
-            _hmax_interior(buf, orow, ia, ib, ibase, 1, K, d2)
-        elif istep == 2:
-            _hmax_interior(buf, orow, ia, ib, ibase, 2, K, d2)
-        else:
-            _hmax_interior(buf, orow, ia, ib, ibase, istep, K, d2)
-    else:
-        for ow in range(ia, ib):
-            s0 = (ibase + ow * istep) * C
+    """Max along W of a row buffer: interior C-vectors tap-outer, borders by table."""
+    for ow in range(ia, ib):
+        s0 = (ibase + ow * istep) * C
+        for c in range(C):
+            orow[_u(ow * C + c)] = buf[_u(s0 + c)]
+        for k in range(1, K):
+            s1 = s0 + k * d2 * C
             for c in range(C):
-                orow[_u(ow * C + c)] = buf[_u(s0 + c)]
-            for k in range(1, K):
-                s1 = s0 + k * d2 * C
-                for c in range(C):
-                    orow[_u(ow * C + c)] = _maxnan(orow[_u(ow * C + c)], buf[_u(s1 + c)])
+                orow[_u(ow * C + c)] = _maxnan(orow[_u(ow * C + c)], buf[_u(s1 + c)])
     _hmax_border(buf, orow, C, lo2, nt2, d2, 0, ia)
     _hmax_border(buf, orow, C, lo2, nt2, d2, ib, OW)
 
@@ -293,51 +246,29 @@ def sep_sum_forward(x, out, C, pmode, p, fmode, rdiv, area,
                     else:
                         for w in range(WC):
                             buf[w] += _lp_term(np.float64(row[w]), p, True)
-            if C == 1:
-                if istep == 1:
-                    _hsum_interior(buf, acc, ia, ib, ibase, 1, K, d2)
-                elif istep == 2:
-                    _hsum_interior(buf, acc, ia, ib, ibase, 2, K, d2)
-                else:
-                    _hsum_interior(buf, acc, ia, ib, ibase, istep, K, d2)
-            else:
-                for ow in range(ia, ib):
-                    s0 = (ibase + ow * istep) * C
+            for ow in range(ia, ib):
+                s0 = (ibase + ow * istep) * C
+                for c in range(C):
+                    acc[_u(ow * C + c)] = buf[_u(s0 + c)]
+                for k in range(1, K):
+                    s1 = s0 + k * d2 * C
                     for c in range(C):
-                        acc[_u(ow * C + c)] = buf[_u(s0 + c)]
-                    for k in range(1, K):
-                        s1 = s0 + k * d2 * C
-                        for c in range(C):
-                            acc[_u(ow * C + c)] += buf[_u(s1 + c)]
+                        acc[_u(ow * C + c)] += buf[_u(s1 + c)]
             _hsum_border(buf, acc, C, lo2, nt2, d2, 0, ia)
             _hsum_border(buf, acc, C, lo2, nt2, d2, ib, OW)
             orow = out[b, od, oh]
             drow = rdiv[od, oh]
-            if C == 1:
-                if fmode == 0:
-                    for ow in range(OW):
-                        orow[ow] = acc[ow] * drow[ow]
-                elif fmode == 1:
-                    for ow in range(OW):
-                        orow[ow] = acc[ow] ** inv
-                elif fmode == 2:
-                    for ow in range(OW):
-                        orow[ow] = ((acc[ow] * drow[ow]) * area) ** inv
-                else:
-                    for ow in range(OW):
-                        orow[ow] = (acc[ow] * drow[ow]) ** inv
-            else:
-                for ow in range(OW):
-                    for c in range(C):
-                        q = _u(ow * C + c)
-                        if fmode == 0:
-                            orow[q] = acc[q] * drow[ow]
-                        elif fmode == 1:
-                            orow[q] = acc[q] ** inv
-                        elif fmode == 2:
-                            orow[q] = ((acc[q] * drow[ow]) * area) ** inv
-                        else:
-                            orow[q] = (acc[q] * drow[ow]) ** inv
+            for ow in range(OW):
+                for c in range(C):
+                    q = _u(ow * C + c)
+                    if fmode == 0:
+                        orow[q] = acc[q] * drow[ow]
+                    elif fmode == 1:
+                        orow[q] = acc[q] ** inv
+                    elif fmode == 2:
+                        orow[q] = ((acc[q] * drow[ow]) * area) ** inv
+                    else:
+                        orow[q] = (acc[q] * drow[ow]) ** inv
 
 
 @_jit
@@ -451,60 +382,54 @@ def sep_avg_backward(g, gx, C, rdiv, p0, c0, p1, c1, lo2, nt2, d2, ia, ib, ibase
 
 
 @njit(inline="always")
-def _vmax_rows(x, o0, rs, R, W, buf, pl, combine):
-    """``buf[pl + w] (max)= max over R rows of x[o0 + r*rs + w]``: 1-3 rows fused."""
+def _vmax_rows(x, o0, rs, R, W, buf, pl):
+    """``buf[pl + w] = max over R rows of x[o0 + r*rs + w]``: 1-3 rows fused."""
     if R == 1:
         for w in range(W):
-            v = x[_u(o0 + w)]
-            if combine:
-                v = _maxnan(buf[_u(pl + w)], v)
-            buf[_u(pl + w)] = v
+            buf[_u(pl + w)] = x[_u(o0 + w)]
         return
     o1 = o0 + rs
     if R == 2:
         for w in range(W):
-            v = _maxnan(x[_u(o0 + w)], x[_u(o1 + w)])
-            if combine:
-                v = _maxnan(buf[_u(pl + w)], v)
-            buf[_u(pl + w)] = v
+            buf[_u(pl + w)] = _maxnan(x[_u(o0 + w)], x[_u(o1 + w)])
         return
     o2 = o1 + rs
     for w in range(W):
-        v = _maxnan(_maxnan(x[_u(o0 + w)], x[_u(o1 + w)]), x[_u(o2 + w)])
-        if combine:
-            v = _maxnan(buf[_u(pl + w)], v)
-        buf[_u(pl + w)] = v
-    for r in range(3, R):
+        buf[_u(pl + w)] = _maxnan(_maxnan(x[_u(o0 + w)], x[_u(o1 + w)]), x[_u(o2 + w)])
+    _vmax_more(x, o0 + 3 * rs, rs, R - 3, W, buf, pl)
+
+
+@njit(inline="always")
+def _vmax_more(x, o0, rs, R, W, buf, pl):
+    """``buf[pl + w] = max(buf[pl + w], rows...)``: further rows, and the next
+    depth planes of a 3-D window."""
+    for r in range(R):
         o = o0 + r * rs
         for w in range(W):
             buf[_u(pl + w)] = _maxnan(buf[_u(pl + w)], x[_u(o + w)])
 
 
 @njit(inline="always")
-def _vsum_rows(x, o0, rs, R, W, buf, pl, combine):
-    """``buf[pl + w] (+)= sum over R rows of x[o0 + r*rs + w]`` in float64."""
+def _vsum_rows(x, o0, rs, R, W, buf, pl):
+    """``buf[pl + w] = sum over R rows of x[o0 + r*rs + w]`` in float64."""
     if R == 1:
         for w in range(W):
-            v = np.float64(x[_u(o0 + w)])
-            if combine:
-                v += buf[_u(pl + w)]
-            buf[_u(pl + w)] = v
+            buf[_u(pl + w)] = x[_u(o0 + w)]
         return
     o1 = o0 + rs
     if R == 2:
         for w in range(W):
-            v = np.float64(x[_u(o0 + w)]) + np.float64(x[_u(o1 + w)])
-            if combine:
-                v += buf[_u(pl + w)]
-            buf[_u(pl + w)] = v
+            buf[_u(pl + w)] = np.float64(x[_u(o0 + w)]) + np.float64(x[_u(o1 + w)])
         return
     o2 = o1 + rs
     for w in range(W):
-        v = (np.float64(x[_u(o0 + w)]) + np.float64(x[_u(o1 + w)])) + np.float64(x[_u(o2 + w)])
-        if combine:
-            v += buf[_u(pl + w)]
-        buf[_u(pl + w)] = v
-    for r in range(3, R):
+        buf[_u(pl + w)] = (np.float64(x[_u(o0 + w)]) + np.float64(x[_u(o1 + w)])) + np.float64(x[_u(o2 + w)])
+    _vsum_more(x, o0 + 3 * rs, rs, R - 3, W, buf, pl)
+
+
+@njit(inline="always")
+def _vsum_more(x, o0, rs, R, W, buf, pl):
+    for r in range(R):
         o = o0 + r * rs
         for w in range(W):
             buf[_u(pl + w)] += x[_u(o + w)]
@@ -573,7 +498,7 @@ def _hmax_uniform(buf, orow, oo, OW, s, K, d, pm, ev):
 @njit(inline="always")
 def _hsum_uniform(buf, dst, do, mul, OW, s, K, d, ps, ev):
     """``dst[do + o] = sum(buf[o*s + k*d] for k < K) * mul[o]``: the sum twin of
-    ``_hmax_uniform``, scaled on the way out (an average's 1/divisor, or ones)."""
+    ``_hmax_uniform``, scaled on the way out by an average's 1/divisor."""
     if d == 1 and s == 1:
         if K == 2:
             for o in range(OW):
@@ -618,18 +543,6 @@ def _hsum_uniform(buf, dst, do, mul, OW, s, K, d, ps, ev):
 
 
 @njit(inline="always")
-def _hsum_any(buf, dst, do, mul, OW, s, K, d, ps, ev, uniform, lo2, nt2):
-    if uniform:
-        _hsum_uniform(buf, dst, do, mul, OW, s, K, d, ps, ev)
-    else:
-        for o in range(OW):
-            t = 0.0
-            for k in range(nt2[o]):
-                t += buf[_u(lo2[o] + k * d)]
-            dst[_u(do + o)] = t * mul[_u(o)]
-
-
-@njit(inline="always")
 def _row_task(ch, nch, total, OD, OH):
     r0 = ch * total // nch
     b, od, oh = _row_of(r0, OD, OH)
@@ -658,9 +571,9 @@ def cf_max_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2,
             for i in range(nt0[od]):
                 o0 = ((b * D + lo0[od] + i * d0) * H + lo1[oh]) * W
                 if i == 0:
-                    _vmax_rows(x, o0, d1 * W, nt1[oh], W, buf, pl, False)
+                    _vmax_rows(x, o0, d1 * W, nt1[oh], W, buf, pl)
                 else:
-                    _vmax_rows(x, o0, d1 * W, nt1[oh], W, buf, pl, True)
+                    _vmax_more(x, o0, d1 * W, nt1[oh], W, buf, pl)
             oo = r * OW
             if uniform:
                 _hmax_uniform(buf, out, oo, OW, s, K, d2, pm, ev)
@@ -684,7 +597,6 @@ def cf_sum_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2,
         ch = np.int64(ch)
         buf = np.zeros(Lb, np.float64)
         acc = np.empty(OW, np.float64)
-        ones = np.ones(OW, np.float64)
         ps = np.empty(OW + K + 1, np.float64)
         ev = np.empty(OW + K + 1, np.float64)
         r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
@@ -695,18 +607,30 @@ def cf_sum_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2,
                 o0 = ((b * D + lo0[od] + i * d0) * H + lo1[oh]) * W
                 if pmode == 0:
                     if i == 0:
-                        _vsum_rows(x, o0, d1 * W, nt1[oh], W, buf, pl, False)
+                        _vsum_rows(x, o0, d1 * W, nt1[oh], W, buf, pl)
                     else:
-                        _vsum_rows(x, o0, d1 * W, nt1[oh], W, buf, pl, True)
+                        _vsum_more(x, o0, d1 * W, nt1[oh], W, buf, pl)
                 else:
                     _vlp_rows(x, o0, d1 * W, nt1[oh], W, buf, pl, i > 0, p, pmode == 2)
             oo = r * OW
             drow = rdiv[od, oh]
-            # an average is finished in the W pass; Lp roots go through acc
             if fmode == 0:
-                _hsum_any(buf, out, oo, drow, OW, s, K, d2, ps, ev, uniform, lo2, nt2)
+                # an average is finished in the W pass
+                if uniform:
+                    _hsum_uniform(buf, out, oo, drow, OW, s, K, d2, ps, ev)
+                else:
+                    for o in range(OW):
+                        t = 0.0
+                        for k in range(nt2[o]):
+                            t += buf[_u(lo2[o] + k * d2)]
+                        out[_u(oo + o)] = t * drow[_u(o)]
             else:
-                _hsum_any(buf, acc, 0, ones, OW, s, K, d2, ps, ev, uniform, lo2, nt2)
+                # Lp sums walk the table (one inlined W pass keeps compile time down)
+                for o in range(OW):
+                    t = 0.0
+                    for k in range(nt2[o]):
+                        t += buf[_u(pl + lo2[o] + k * d2)]
+                    acc[_u(o)] = t
             if fmode == 1:
                 for o in range(OW):
                     out[_u(oo + o)] = acc[_u(o)] ** inv
