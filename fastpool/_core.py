@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _cpu
 from . import _geometry as geo
 from . import _threading
 from ._spec import CHANNELS_FIRST
@@ -157,7 +158,10 @@ def compute_dtype(dt: np.dtype) -> np.dtype:
 
 def kernel_input(cn: Canon) -> np.ndarray:
     if cn.x5.dtype == np.float16:
-        v = cn.x5.astype(np.float32)
+        v = np.empty(cn.x5.shape, np.float32)
+        if v.size:
+            h = cn.x5.reshape(-1).view(np.uint16)
+            _cpu.pick(_cpu.f16_to_f32, h, v)(h, v.reshape(-1))
         v.flags.writeable = False
         return v
     return cn.x5

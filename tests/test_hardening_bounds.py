@@ -58,6 +58,7 @@ def cases():
         c[f"max van Herk same {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s), 10, 1, "same")
         c[f"max van Herk cl {tag}"] = lambda fp, r, s=cl: fp.max_pool2d(_x(r, s), (1, 9), 1, (0, 4), layout="NHWC")
         c[f"max sep cl few channels {tag}"] = lambda fp, r, s=cl[:3] + (3,): fp.max_pool2d(_x(r, s), 3, 2, 1, ceil_mode=True, layout="NHWC")
+        c[f"max float16 {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s).astype(np.float16), 3, 2, 1)
         c[f"max cl direct {tag}"] = lambda fp, r, s=cl: fp.max_pool2d(_x(r, s), 3, 2, 1, dilation=(2, 1), layout="NHWC")
         c[f"argmax cf {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s), 3, 2, ((1, 2), (0, 1)), ceil_mode=True, return_indices=True)
         c[f"argmax cl {tag}"] = lambda fp, r, s=cl: fp.max_pool2d(_x(r, s), 2, 1, 1, return_indices=True, layout="NHWC")
