@@ -459,7 +459,11 @@ def _hmax_uniform(buf, orow, oo, OW, s, K, d, pm, ev):
             for o in range(OW):
                 orow[_u(oo + o)] = _maxnan(_maxnan(buf[_u(o)], buf[_u(o + 1)]), buf[_u(o + 2)])
             return
-    if d == 1 and s == 2 and K >= 2:
+    if d == 1 and s == 2 and K == 2:
+        for o in range(OW):
+            orow[_u(oo + o)] = _maxnan(buf[_u(2 * o)], buf[_u(2 * o + 1)])
+        return
+    if d == 1 and s == 2 and K >= 3:
         # a stride-2 window reads q, q+1, q+2: the third tap is the next
         # window's first, which LLVM cannot put in one interleaved load group
         # and turns into gathers (measured 3x slower).  Pair maxima
@@ -471,13 +475,9 @@ def _hmax_uniform(buf, orow, oo, OW, s, K, d, pm, ev):
             pm[_u(j)] = _maxnan(a, buf[_u(2 * j + 1)])
             ev[_u(j)] = a
         ev[_u(n)] = buf[_u(2 * n)]
-        if h == 1:
-            if K == 3:
-                for o in range(OW):
-                    orow[_u(oo + o)] = _maxnan(pm[_u(o)], ev[_u(o + 1)])
-            else:
-                for o in range(OW):
-                    orow[_u(oo + o)] = pm[_u(o)]
+        if K == 3:
+            for o in range(OW):
+                orow[_u(oo + o)] = _maxnan(pm[_u(o)], ev[_u(o + 1)])
             return
         for o in range(OW):
             orow[_u(oo + o)] = pm[_u(o)]
