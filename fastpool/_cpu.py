@@ -702,48 +702,11 @@ def global_sum_cf(x, out, pmode, p, fmode, divisor):
 # so the same rule covers them.
 
 
-@njit(inline="always")
-def _vh_pick(P, S, a, e, K):
-    if a // K == e // K:
-        return P[e] if a % K == 0 else S[a]
-    return _maxnan(S[a], P[e])
-
-
-@njit(inline="always")
-def _hmax_sparse(row, orow, tab, W, OW, lo2, nt2, K, ia, ib, ibase, istep):
-    """Channels-first rows: a sparse table (maxima of 1, 2, 4, ... cells) built
-    with vectorised passes answers each window as the max of two overlapping
-    power-of-two blocks; a serial running max along a row cannot vectorise."""
-    tab[0, :] = row[:W]
-    lev = 1
-    while (1 << lev) <= K:
-        h = 1 << (lev - 1)
-        prev = tab[lev - 1]
-        cur = tab[lev]
-        for i in range(W - 2 * h + 1):
-            cur[_u(i)] = _maxnan(prev[_u(i)], prev[_u(i + h)])
-        lev += 1
-    j = lev - 1
-    t = tab[j]
-    sh = K - (1 << j)
-    for ow in range(ia, ib):
-        a = ibase + ow * istep
-        orow[_u(ow)] = _maxnan(t[_u(a)], t[_u(a + sh)])
-    for ow in range(OW):
-        if ow >= ia and ow < ib:
-            continue
-        a = lo2[ow]
-        n = nt2[ow]
-        j = 0
-        while (2 << j) <= n:
-            j += 1
-        t = tab[j]
-        orow[ow] = _maxnan(t[_u(a)], t[_u(a + n - (1 << j))])
-
-
 @_jit
-def vh_max_forward(x, out, C, lo1, nt1, K1, lo2, nt2, K2, ia, ib, ibase, istep):
-    """x: (B, H, W*C) planes, out: (B, OH, OW*C); stride and dilation 1 on H and W."""
+def vh_max_forward(x, out, C, lo1, nt1, K1, lo2, nt2, K2):
+    """x: (B, H, W*C) channels-last planes, out: (B, OH, OW*C); stride and dilation 1
+    on H and W.  (Channels-first rows are faster through ``cf_max_forward``'s
+    vectorised passes, up to 13-cell windows at least: measured 11 vs 23 ms at k9.)"""
     B, H, WC = x.shape
     OH, OWC = out.shape[1], out.shape[2]
     W = WC // C
@@ -756,10 +719,6 @@ def vh_max_forward(x, out, C, lo1, nt1, K1, lo2, nt2, K2, ia, ib, ibase, istep):
         row = np.empty(WC, x.dtype)
         pw = np.empty(WC, x.dtype)
         sw = np.empty(WC, x.dtype)
-        nlev = 1
-        while (1 << nlev) <= K2:
-            nlev += 1
-        tab = np.empty((nlev, W), x.dtype)
         for b in range(ch * B // nch, (ch + 1) * B // nch):
             xb = x[b]
             for y in range(H):
@@ -786,9 +745,6 @@ def vh_max_forward(x, out, C, lo1, nt1, K1, lo2, nt2, K2, ia, ib, ibase, istep):
                     for w in range(WC):
                         row[w] = _maxnan(S[a, w], P[e, w])
                 orow = out[b, oh]
-                if C == 1:
-                    _hmax_sparse(row, orow, tab, W, OW, lo2, nt2, K2, ia, ib, ibase, istep)
-                    continue
                 for xx in range(W):
                     q = xx * C
                     if xx % K2 == 0:

@@ -80,12 +80,12 @@ def _max(cn: Canon, axes, want_idx: bool, out=None):
     osp = [t.out for t in axes]
     out5 = _target(out, cn.canon_shape(osp), xin.dtype)
     if not want_idx:
-        if out5.size and _running_max_ok(axes, xin[0, 0].nbytes):
+        if out5.size and xin.shape[4] > 1 and _running_max_ok(axes, xin[0, 0].nbytes):
             t1, t2 = axes[-2], axes[-1]
             b, c = xin.shape[0] * xin.shape[1], xin.shape[4]
             _cpu.pick(_cpu.vh_max_forward, xin, out5)(xin.reshape(b, t1.n, -1), out5.reshape(b, t1.out, -1), np.int64(c),
                                 t1.lo, t1.taps, np.int64(t1.taps.max()),
-                                t2.lo, t2.taps, np.int64(t2.taps.max()), *interior_args(axes)[:4])
+                                t2.lo, t2.taps, np.int64(t2.taps.max()))
         elif out5.size and xin.shape[4] >= _CL_DIRECT_FROM and _window_cells(axes) <= _CL_DIRECT_CELLS:
             _cpu.pick(_cpu.cl_max_forward, xin, out5)(xin, out5, *tables(axes))
         elif out5.size and xin.shape[4] == 1:
@@ -150,9 +150,11 @@ def _window_cells(axes) -> int:
     return int(np.prod([int(t.taps.max()) for t in axes]))
 
 
-# Below this window the direct separable loops beat running maxima on
-# channels-first (8, 256, 56, 56) float32, 1 thread: k5 18 ms vs 22 ms; at k9
-# they tie (35 vs 31-36 ms) and at k13 van Herk wins (30 vs 52 ms).
+# Running maxima serve channels-last maps from this window size.  (The bound was
+# measured on channels-first rows against the older separable loops: k5 18 vs
+# 22 ms, a tie at k9, van Herk ahead at k13.  Channels-first rows now always take
+# the row kernels, which beat van Herk there: (8, 256, 56, 56) float32, 2
+# threads, k9 11 vs 23 ms, k13 16 vs 24 ms.)
 _RUNNING_MAX_FROM = 9
 
 

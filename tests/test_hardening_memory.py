@@ -53,7 +53,7 @@ def x32_last(x32):
 CALLS = {
     "max_pool2d k2": lambda x, xl: fp.max_pool2d(x, 2),
     "max_pool2d k3 s2 p1 indices": lambda x, xl: fp.max_pool2d(x, 3, 2, 1, return_indices=True),
-    "max_pool2d k9 s1 (running maxima on small planes)": lambda x, xl: fp.max_pool2d(x.reshape(256, 256, 256), 9, 1, 4),
+    "max_pool2d k9 s1 on small planes": lambda x, xl: fp.max_pool2d(x.reshape(256, 256, 256), 9, 1, 4),
     "max_pool2d k7 s1": lambda x, xl: fp.max_pool2d(x, 7, 1, 3),
     "max_pool2d NHWC": lambda x, xl: fp.max_pool2d(xl, 3, 2, 1, layout="NHWC"),
     "max_pool2d NHWC indices": lambda x, xl: fp.max_pool2d(xl, 2, layout="NHWC", return_indices=True),
