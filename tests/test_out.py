@@ -25,18 +25,16 @@ GEOMS = [
 ]
 
 
+def _user(a, nd, layout):
+    """A channels-first array in ``layout``, C-contiguous (out= requires it)."""
+    return np.ascontiguousarray(ref.to_channels_last(a, nd)) if layout == "channels_last" else a
+
+
 def _x(nd, dtype, layout, seed=0):
     rng = np.random.default_rng(seed)
     shape = (2, 3) + (9, 8, 7)[:nd]
-    x = rng.standard_normal(shape) * 10
-    x = x.astype(dtype)
-    if layout == "channels_last":
-        return x, np.ascontiguousarray(np.moveaxis(x, 1, -1))
-    return x, x
-
-
-def _user(a, layout):
-    return np.ascontiguousarray(np.moveaxis(a, 1, -1)) if layout == "channels_last" else a
+    x = (rng.standard_normal(shape) * 10).astype(dtype)
+    return x, _user(x, nd, layout)
 
 
 @pytest.mark.parametrize("geom", GEOMS, ids=str)
@@ -46,7 +44,7 @@ def test_max_out_matches_reference(geom, dtype, layout):
     nd, k, s, p, cm = geom
     xcf, x = _x(nd, dtype, layout)
     want, _ = ref.max_pool(xcf, nd, k, s, p, ceil_mode=cm)
-    want = _user(want.astype(dtype), layout)
+    want = _user(want.astype(dtype), nd, layout)
     out = np.full(want.shape, 7, dtype)
     keep = x.copy()
     got = getattr(fp, f"max_pool{nd}d")(x, k, s, p, ceil_mode=cm, layout=layout, out=out)
@@ -61,7 +59,7 @@ def test_max_out_matches_reference(geom, dtype, layout):
 def test_avg_out_matches_reference(geom, dtype, layout):
     nd, k, s, p, cm = geom
     xcf, x = _x(nd, dtype, layout)
-    want = _user(ref.avg_pool(xcf, nd, k, s, p, ceil_mode=cm), layout)
+    want = _user(ref.avg_pool(xcf, nd, k, s, p, ceil_mode=cm), nd, layout)
     out = np.full(want.shape, np.nan, dtype)
     got = getattr(fp, f"avg_pool{nd}d")(x, k, s, p, ceil_mode=cm, layout=layout, out=out)
     assert got is out
