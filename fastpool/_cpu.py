@@ -23,6 +23,8 @@ import types
 import numpy as np
 from numba import njit, prange
 
+from . import _simd
+
 _CACHE = os.environ.get("FASTPOOL_NUMBA_CACHE", "1") != "0"
 
 _jit = njit(parallel=True, cache=_CACHE, nogil=True, fastmath=False)
@@ -549,13 +551,40 @@ def _row_task(ch, nch, total, OD, OH):
     return r0, (ch + 1) * total // nch, b, od, oh
 
 
+# Rows with one D tap, stride 1 or 2 and 4+ cells in and out take _simd's
+# short vectors (see _core.cf_row_args).  Each is a function of its own, not a
+# branch of the kernel's loop: inlined there it compiled 4 s slower per dtype
+# and ran 1.3x slower.
+
+
+@njit(nogil=True, cache=_CACHE)
+def _cf_max_vec(x, out, buf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K):
+    for r in range(r0, r1):
+        if r > r0:
+            b, od, oh = _next_row(b, od, oh, OD, OH)
+        o0 = ((b * D + lo0[od]) * H + lo1[oh]) * W
+        _simd.max_rows(x, o0, d1 * W, nt1[oh], W, buf, pl)
+        _simd.max_wins(buf, out, r * OW, OW, s, K, d2)
+
+
+@njit(nogil=True, cache=_CACHE)
+def _cf_avg_vec(x, out, buf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K, rdiv):
+    for r in range(r0, r1):
+        if r > r0:
+            b, od, oh = _next_row(b, od, oh, OD, OH)
+        o0 = ((b * D + lo0[od]) * H + lo1[oh]) * W
+        _simd.sum_rows(x, o0, d1 * W, nt1[oh], W, buf, pl)
+        _simd.sum_wins(buf, out, r * OW, rdiv[od, oh], OW, s, K, d2)
+
+
 @_jit
 def cf_max_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2,
                    uniform, pl, Lb, s, K, lowest):
     """Channels-first max: x, out flat ``(planes * D*H*W)``, ``(planes * OD*OH*OW)``.
 
     ``uniform``: W windows start at ``o*s`` in a row buffer of ``Lb`` cells
-    holding the input at ``pl``; otherwise they are read from the W table."""
+    holding the input at ``pl`` (2: and the rows take ``_simd``'s short vectors,
+    see ``_core.cf_row_args``); 0: they are read from the W table."""
     total = (out.size // (OD * OH * OW)) * OD * OH
     nch = _chunks(total)
     for ch in prange(nch):
@@ -565,24 +594,27 @@ def cf_max_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2,
         pm = np.empty(OW + K + 1, x.dtype)
         ev = np.empty(OW + K + 1, x.dtype)
         r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
-        for r in range(r0, r1):
-            if r > r0:
-                b, od, oh = _next_row(b, od, oh, OD, OH)
-            for i in range(nt0[od]):
-                o0 = ((b * D + lo0[od] + i * d0) * H + lo1[oh]) * W
-                if i == 0:
-                    _vmax_rows(x, o0, d1 * W, nt1[oh], W, buf, pl)
+        if uniform == 2:
+            _cf_max_vec(x, out, buf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K)
+        else:
+            for r in range(r0, r1):
+                if r > r0:
+                    b, od, oh = _next_row(b, od, oh, OD, OH)
+                for i in range(nt0[od]):
+                    o0 = ((b * D + lo0[od] + i * d0) * H + lo1[oh]) * W
+                    if i == 0:
+                        _vmax_rows(x, o0, d1 * W, nt1[oh], W, buf, pl)
+                    else:
+                        _vmax_more(x, o0, d1 * W, nt1[oh], W, buf, pl)
+                oo = r * OW
+                if uniform != 0:
+                    _hmax_uniform(buf, out, oo, OW, s, K, d2, pm, ev)
                 else:
-                    _vmax_more(x, o0, d1 * W, nt1[oh], W, buf, pl)
-            oo = r * OW
-            if uniform:
-                _hmax_uniform(buf, out, oo, OW, s, K, d2, pm, ev)
-            else:
-                for o in range(OW):
-                    m = buf[_u(lo2[o])]
-                    for k in range(1, nt2[o]):
-                        m = _maxnan(m, buf[_u(lo2[o] + k * d2)])
-                    out[_u(oo + o)] = m
+                    for o in range(OW):
+                        m = buf[_u(lo2[o])]
+                        for k in range(1, nt2[o]):
+                            m = _maxnan(m, buf[_u(lo2[o] + k * d2)])
+                        out[_u(oo + o)] = m
 
 
 @_jit
@@ -600,46 +632,50 @@ def cf_sum_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2,
         ps = np.empty(OW + K + 1, np.float64)
         ev = np.empty(OW + K + 1, np.float64)
         r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
-        for r in range(r0, r1):
-            if r > r0:
-                b, od, oh = _next_row(b, od, oh, OD, OH)
-            for i in range(nt0[od]):
-                o0 = ((b * D + lo0[od] + i * d0) * H + lo1[oh]) * W
-                if pmode == 0:
-                    if i == 0:
-                        _vsum_rows(x, o0, d1 * W, nt1[oh], W, buf, pl)
+        if uniform == 2 and pmode == 0 and fmode == 0:
+            _cf_avg_vec(x, out, buf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K,
+                        rdiv)
+        else:
+            for r in range(r0, r1):
+                if r > r0:
+                    b, od, oh = _next_row(b, od, oh, OD, OH)
+                for i in range(nt0[od]):
+                    o0 = ((b * D + lo0[od] + i * d0) * H + lo1[oh]) * W
+                    if pmode == 0:
+                        if i == 0:
+                            _vsum_rows(x, o0, d1 * W, nt1[oh], W, buf, pl)
+                        else:
+                            _vsum_more(x, o0, d1 * W, nt1[oh], W, buf, pl)
                     else:
-                        _vsum_more(x, o0, d1 * W, nt1[oh], W, buf, pl)
+                        _vlp_rows(x, o0, d1 * W, nt1[oh], W, buf, pl, i > 0, p, pmode == 2)
+                oo = r * OW
+                drow = rdiv[od, oh]
+                if fmode == 0:
+                    # an average is finished in the W pass
+                    if uniform != 0:
+                        _hsum_uniform(buf, out, oo, drow, OW, s, K, d2, ps, ev)
+                    else:
+                        for o in range(OW):
+                            t = 0.0
+                            for k in range(nt2[o]):
+                                t += buf[_u(lo2[o] + k * d2)]
+                            out[_u(oo + o)] = t * drow[_u(o)]
                 else:
-                    _vlp_rows(x, o0, d1 * W, nt1[oh], W, buf, pl, i > 0, p, pmode == 2)
-            oo = r * OW
-            drow = rdiv[od, oh]
-            if fmode == 0:
-                # an average is finished in the W pass
-                if uniform:
-                    _hsum_uniform(buf, out, oo, drow, OW, s, K, d2, ps, ev)
-                else:
+                    # Lp sums walk the table (one inlined W pass keeps compile time down)
                     for o in range(OW):
                         t = 0.0
                         for k in range(nt2[o]):
-                            t += buf[_u(lo2[o] + k * d2)]
-                        out[_u(oo + o)] = t * drow[_u(o)]
-            else:
-                # Lp sums walk the table (one inlined W pass keeps compile time down)
-                for o in range(OW):
-                    t = 0.0
-                    for k in range(nt2[o]):
-                        t += buf[_u(pl + lo2[o] + k * d2)]
-                    acc[_u(o)] = t
-            if fmode == 1:
-                for o in range(OW):
-                    out[_u(oo + o)] = acc[_u(o)] ** inv
-            elif fmode == 2:
-                for o in range(OW):
-                    out[_u(oo + o)] = ((acc[_u(o)] * drow[_u(o)]) * area) ** inv
-            elif fmode == 3:
-                for o in range(OW):
-                    out[_u(oo + o)] = (acc[_u(o)] * drow[_u(o)]) ** inv
+                            t += buf[_u(pl + lo2[o] + k * d2)]
+                        acc[_u(o)] = t
+                if fmode == 1:
+                    for o in range(OW):
+                        out[_u(oo + o)] = acc[_u(o)] ** inv
+                elif fmode == 2:
+                    for o in range(OW):
+                        out[_u(oo + o)] = ((acc[_u(o)] * drow[_u(o)]) * area) ** inv
+                elif fmode == 3:
+                    for o in range(OW):
+                        out[_u(oo + o)] = (acc[_u(o)] * drow[_u(o)]) ** inv
 
 
 # ----------------------------------------------------------------------------- global, channels-first

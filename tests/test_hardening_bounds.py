@@ -16,11 +16,11 @@ bit-identical to the parallel kernels.  Canary kernels prove the checks are live
 
 The cases reach every kernel of fastpool/_cpu.py and fastpool/_cpu_family.py
 (asserted: each one's twin ran) through the public functions, on tiny and on
-moderately sized inputs, through their fast paths (separable rows,
-channels-last direct, van Herk running maxima, argmax, scatter backward, global
-planes) and border paths (padding, dilation, ceil mode, overlapping adaptive
-bins, RoIs over the edges), and each result equals the same call in this
-(unchecked, parallel) process.
+moderately sized inputs, through their fast paths (separable rows, the short-
+vector rows of fastpool/_simd.py, channels-last direct, van Herk running maxima,
+argmax, scatter backward, global planes) and border paths (padding, dilation,
+ceil mode, overlapping adaptive bins, RoIs over the edges), and each result
+equals the same call in this (unchecked, parallel) process.
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ def cases():
         c[f"max sep 3d {tag}"] = lambda fp, r, s=cf: fp.max_pool3d(_x(r, s[:2] + (3,) + s[2:]), (2, 3, 2), (1, 2, 1), (1, 1, 0), ceil_mode=True)
         c[f"max cf wide window {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s), (9, 10), 1, (4, 5))
         c[f"max cf wide window same {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s), 10, 1, "same")
+        # short vectors: 8-lane rows with a 4-lane output row, then 4-lane rows
+        c[f"max cf vector rows {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s[:3] + (14,)), 2, 2)
+        c[f"avg cf vector rows {tag}"] = lambda fp, r, s=cf: fp.avg_pool2d(_x(r, s[:3] + (7,)), 3, 1, 1)
         c[f"max van Herk cl {tag}"] = lambda fp, r, s=cl: fp.max_pool2d(_x(r, s), (1, 9), 1, (0, 4), layout="NHWC")
         c[f"max sep cl few channels {tag}"] = lambda fp, r, s=cl[:3] + (3,): fp.max_pool2d(_x(r, s), 3, 2, 1, ceil_mode=True, layout="NHWC")
         c[f"max float16 {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s).astype(np.float16), 3, 2, 1)
@@ -169,7 +172,18 @@ for f, args in ((_canary_read, (np.zeros(8),)), (_canary_write, (np.zeros(8), -1
         canary.append("IndexError")
 
 import fastpool as fp
-from fastpool import _cpu, _cpu_family
+from fastpool import _cpu, _cpu_family, _simd
+
+@njit
+def _canary_vector(x, buf):
+    _simd.max_rows(x, 0, 8, 2, 8, buf, 0)   # the second row runs past x's end
+
+try:
+    _canary_vector(np.zeros(12, np.float32), np.zeros(8, np.float32))
+    canary.append("no IndexError")
+except IndexError:
+    canary.append("IndexError")
+
 results = {}
 for name, f in cases().items():
     results[name] = f(fp, np.random.default_rng(zlib.crc32(name.encode())))
@@ -198,7 +212,8 @@ def test_every_kernel_stays_in_bounds(tmp_path):
                        timeout=600, cwd=str(tmp_path))
     assert r.returncode == 0, f"bounds-checked run failed:\n{r.stdout}\n{r.stderr[-4000:]}"
     canary, boundscheck, serial_below, kernels, twins_run, results = pickle.loads(out.read_bytes())
-    assert boundscheck and canary == ["IndexError"] * 2, "the subprocess did not check bounds"
+    # the third canary: fastpool/_simd.py's intrinsics check their rows' spans
+    assert boundscheck and canary == ["IndexError"] * 3, "the subprocess did not check bounds"
     assert serial_below == 2**62
     assert len(kernels) >= 20 and twins_run == kernels, (
         f"kernels never run under bounds checks: {sorted(set(kernels) - set(twins_run))}")

@@ -1,0 +1,337 @@
+"""Explicit short vectors for the channels-first row kernels.
+
+LLVM vectorises a row loop 16 lanes wide and unrolls it 4 times on AVX-512, so
+a row shorter than 64 cells runs in the scalar remainder: a 14-cell row of a
+(64, 512, 14, 14) batch cost about 30 ns.  Numba leaves LLVM's SLP vectoriser
+off, so fixed-length blocks do not vectorise either.  These intrinsics emit the
+vector IR for a whole row directly: 8 (or, for rows of 4-7 cells, 4) lanes per
+instruction, whole blocks and then one block that ends at the row's end and
+overlaps the previous one (it rewrites the same values).  LLVM lowers the
+vectors to what the CPU has (two SSE registers where AVX is missing).
+
+Max follows the scalar kernels' rule lane by lane: a later value wins if larger
+or NaN.  Sums add in float64, row by row and then tap by tap as the scalar
+loops do; a stride-2 window's taps come from one wide load and a shuffle.
+
+The intrinsics do not check bounds.  Under ``NUMBA_BOUNDSCHECK=1`` the wrappers
+check each row's span first (tests/test_hardening_bounds.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+from llvmlite import ir
+from numba import njit
+from numba.core import cgutils, config, types
+from numba.core.extending import intrinsic
+
+_CHECK = bool(config.BOUNDSCHECK)
+_CACHE = os.environ.get("FASTPOOL_NUMBA_CACHE", "1") != "0"
+_I64 = ir.IntType(64)
+_I32 = ir.IntType(32)
+
+
+def _data(context, builder, aty, aval):
+    return context.make_array(aty)(context, builder, aval).data
+
+
+def _i64(context, builder, ty, v):
+    return context.cast(builder, v, ty, types.int64)
+
+
+def _load(builder, base, i, vty, align):
+    p = builder.bitcast(builder.gep(base, [i]), vty.as_pointer())
+    return builder.load(p, align=align)
+
+
+def _store(builder, v, base, i, align):
+    builder.store(v, builder.bitcast(builder.gep(base, [i]), v.type.as_pointer()), align=align)
+
+
+def _vmax(builder, a, b, dtype):
+    if isinstance(dtype, types.Float):
+        take = builder.or_(builder.fcmp_ordered(">", b, a), builder.fcmp_unordered("uno", b, b))
+    elif isinstance(dtype, types.Integer) and dtype.signed:
+        take = builder.icmp_signed(">", b, a)
+    else:
+        take = builder.icmp_unsigned(">", b, a)
+    return builder.select(take, b, a)
+
+
+def _convert(builder, v, src, dst, L):
+    """Lane-wise ``src`` -> ``dst`` (float64 accumulators and their results)."""
+    if src == dst:
+        return v
+    dty = {types.float16: ir.HalfType(), types.float32: ir.FloatType(),
+           types.float64: ir.DoubleType()}[dst]
+    vty = ir.VectorType(dty, L)
+    if isinstance(src, types.Float):
+        return (builder.fpext if src.bitwidth < dst.bitwidth else builder.fptrunc)(v, vty)
+    if src.signed:
+        return builder.sitofp(v, vty)
+    return builder.uitofp(v, vty)
+
+
+def _blocks(builder, n, L, emit):
+    """``emit(i)`` for blocks at ``i = 0, L, 2L, ...`` while whole, then once at
+    ``n - L`` if cells remain (that block overlaps the previous one)."""
+    lv = ir.Constant(_I64, L)
+    with cgutils.for_range(builder, builder.sdiv(n, lv)) as loop:
+        emit(builder.mul(loop.index, lv))
+    with builder.if_then(builder.icmp_signed("!=", builder.srem(n, lv), ir.Constant(_I64, 0))):
+        emit(builder.sub(n, lv))
+
+
+def _fold(builder, first, n, fixed, get, combine):
+    """``combine`` the values ``get(0..n-1)``: unrolled when ``fixed``."""
+    if fixed:
+        a = first
+        for k in range(1, fixed):
+            a = combine(a, get(ir.Constant(_I64, k)))
+        return a
+    slot = cgutils.alloca_once(builder, first.type)
+    builder.store(first, slot)
+    with cgutils.for_range_slice(builder, ir.Constant(_I64, 1), n, ir.Constant(_I64, 1), inc=True) as (k, _):
+        builder.store(combine(builder.load(slot), get(k)), slot)
+    return builder.load(slot)
+
+
+def _rows(L, kind, fixed=0):
+    """A whole row: ``buf[pl + w] = op over r < R of x[o0 + r*rs + w]`` for
+    ``w < W`` (``W >= L``, ``R >= 1``; ``fixed``: R is that).  'max' keeps x's
+    type; 'sum' adds in buf's (float64)."""
+
+    @intrinsic
+    def rows(typingctx, x, o0, rs, R, W, buf, pl):
+        def codegen(context, builder, sig, args):
+            xty, bty = sig.args[0], sig.args[5]
+            xp, bp = _data(context, builder, xty, args[0]), _data(context, builder, bty, args[5])
+            o_0, r_s, n_r, n_w, p_l = (_i64(context, builder, sig.args[i], args[i]) for i in (1, 2, 3, 4, 6))
+            xe, be = context.get_data_type(xty.dtype), context.get_data_type(bty.dtype)
+            xv, xal, bal = ir.VectorType(xe, L), context.get_abi_sizeof(xe), context.get_abi_sizeof(be)
+
+            def block(w):
+                base = builder.add(o_0, w)
+
+                def row(r):
+                    v = _load(builder, xp, builder.add(base, builder.mul(r, r_s)), xv, xal)
+                    return v if kind == "max" else _convert(builder, v, xty.dtype, bty.dtype, L)
+
+                if kind == "max":
+                    comb = lambda a, b: _vmax(builder, a, b, xty.dtype)  # noqa: E731
+                else:
+                    comb = builder.fadd
+                acc = _fold(builder, row(ir.Constant(_I64, 0)), n_r, fixed, row, comb)
+                _store(builder, acc, bp, builder.add(p_l, w), bal)
+
+            _blocks(builder, n_w, L, block)
+            return context.get_dummy_value()
+
+        return types.void(x, o0, rs, R, W, buf, pl), codegen
+
+    return rows
+
+
+def _wins(L, s, kind, fixed=0):
+    """A whole row: ``out[oo + o] = op(buf[o*s + k*d] for k < K)`` for ``o < OW``
+    (``OW >= L``; ``fixed``: K is that).  'sum' adds in buf's type (float64),
+    multiplies by ``mul[o]`` and rounds to out's type."""
+
+    @intrinsic
+    def wins(typingctx, buf, out, oo, mul, OW, K, d):
+        def codegen(context, builder, sig, args):
+            bty, oty, mty = sig.args[0], sig.args[1], sig.args[3]
+            bp, op = _data(context, builder, bty, args[0]), _data(context, builder, oty, args[1])
+            o_o, n_o, n_k, dil = (_i64(context, builder, sig.args[i], args[i]) for i in (2, 4, 5, 6))
+            be, oe = context.get_data_type(bty.dtype), context.get_data_type(oty.dtype)
+            vt, wt = ir.VectorType(be, L), ir.VectorType(be, L * s)
+            bal, oal = context.get_abi_sizeof(be), context.get_abi_sizeof(oe)
+            mask = ir.Constant(ir.VectorType(_I32, L), [j * s for j in range(L)])
+            stride = ir.Constant(_I64, s)
+
+            def block(o):
+                start = builder.mul(o, stride)
+
+                def tap(k):
+                    off = builder.add(start, builder.mul(k, dil))
+                    if s == 1:
+                        return _load(builder, bp, off, vt, bal)
+                    w = _load(builder, bp, off, wt, bal)
+                    return builder.shuffle_vector(w, ir.Constant(wt, ir.Undefined), mask)
+
+                if kind == "max":
+                    comb = lambda a, b: _vmax(builder, a, b, bty.dtype)  # noqa: E731
+                else:
+                    comb = builder.fadd
+                res = _fold(builder, tap(ir.Constant(_I64, 0)), n_k, fixed, tap, comb)
+                if kind == "sum":
+                    mp = _data(context, builder, mty, args[3])
+                    me = context.get_data_type(mty.dtype)
+                    mv = _load(builder, mp, o, ir.VectorType(me, L), context.get_abi_sizeof(me))
+                    res = builder.fmul(res, _convert(builder, mv, mty.dtype, bty.dtype, L))
+                    res = _convert(builder, res, bty.dtype, oty.dtype, L)
+                _store(builder, res, op, builder.add(o_o, o), oal)
+
+            _blocks(builder, n_o, L, block)
+            return context.get_dummy_value()
+
+        return types.void(buf, out, oo, mul, OW, K, d), codegen
+
+    return wins
+
+
+@njit(inline="always")
+def _span(a, lo, n):
+    # only compiled in under NUMBA_BOUNDSCHECK=1
+    if lo < 0 or lo + n > a.size:
+        raise IndexError("fastpool: vector row outside its array")
+
+
+@njit(inline="always")
+def _check_rows(x, o0, rs, R, W, buf, pl):
+    if _CHECK:
+        _span(buf, pl, W)
+        for r in range(R):
+            _span(x, o0 + r * rs, W)
+
+
+@njit(inline="always")
+def _check_wins(buf, out, oo, mul, OW, s, K, d):
+    if _CHECK:
+        _span(out, oo, OW)
+        _span(mul, 0, OW)
+        # the last block's wide load ends s - 1 cells past its last window
+        _span(buf, 0, s * OW + (K - 1) * d)
+
+
+# One intrinsic per width, op, stride and (for the common 2 and 3) row or tap
+# count keeps each loop body straight-line: a shared loop with these as
+# variables measured 1.3-1.7x slower.
+_MAX_R8, _MAX_R8_2, _MAX_R8_3 = _rows(8, "max"), _rows(8, "max", 2), _rows(8, "max", 3)
+_MAX_W8S1, _MAX_W8S1_2, _MAX_W8S1_3 = (_wins(8, 1, "max"), _wins(8, 1, "max", 2),
+    _wins(8, 1, "max", 3))
+_MAX_W8S2, _MAX_W8S2_2, _MAX_W8S2_3 = (_wins(8, 2, "max"), _wins(8, 2, "max", 2),
+    _wins(8, 2, "max", 3))
+_MAX_R4, _MAX_R4_2, _MAX_R4_3 = _rows(4, "max"), _rows(4, "max", 2), _rows(4, "max", 3)
+_MAX_W4S1, _MAX_W4S1_2, _MAX_W4S1_3 = (_wins(4, 1, "max"), _wins(4, 1, "max", 2),
+    _wins(4, 1, "max", 3))
+_MAX_W4S2, _MAX_W4S2_2, _MAX_W4S2_3 = (_wins(4, 2, "max"), _wins(4, 2, "max", 2),
+    _wins(4, 2, "max", 3))
+_SUM_R8, _SUM_R8_2, _SUM_R8_3 = _rows(8, "sum"), _rows(8, "sum", 2), _rows(8, "sum", 3)
+_SUM_W8S1, _SUM_W8S1_2, _SUM_W8S1_3 = (_wins(8, 1, "sum"), _wins(8, 1, "sum", 2),
+    _wins(8, 1, "sum", 3))
+_SUM_W8S2, _SUM_W8S2_2, _SUM_W8S2_3 = (_wins(8, 2, "sum"), _wins(8, 2, "sum", 2),
+    _wins(8, 2, "sum", 3))
+_SUM_R4, _SUM_R4_2, _SUM_R4_3 = _rows(4, "sum"), _rows(4, "sum", 2), _rows(4, "sum", 3)
+_SUM_W4S1, _SUM_W4S1_2, _SUM_W4S1_3 = (_wins(4, 1, "sum"), _wins(4, 1, "sum", 2),
+    _wins(4, 1, "sum", 3))
+_SUM_W4S2, _SUM_W4S2_2, _SUM_W4S2_3 = (_wins(4, 2, "sum"), _wins(4, 2, "sum", 2),
+    _wins(4, 2, "sum", 3))
+
+
+@njit(inline="always")
+def max_rows(x, o0, rs, R, W, buf, pl):
+    """``buf[pl + w] = max over R >= 1 rows x[o0 + r*rs + w]``, ``w < W``, ``W >= 4``."""
+    _check_rows(x, o0, rs, R, W, buf, pl)
+    if W >= 8:
+        if R == 3:
+            _MAX_R8_3(x, o0, rs, R, W, buf, pl)
+        elif R == 2:
+            _MAX_R8_2(x, o0, rs, R, W, buf, pl)
+        else:
+            _MAX_R8(x, o0, rs, R, W, buf, pl)
+    elif R == 3:
+        _MAX_R4_3(x, o0, rs, R, W, buf, pl)
+    elif R == 2:
+        _MAX_R4_2(x, o0, rs, R, W, buf, pl)
+    else:
+        _MAX_R4(x, o0, rs, R, W, buf, pl)
+
+
+@njit(inline="always")
+def sum_rows(x, o0, rs, R, W, buf, pl):
+    """``buf[pl + w] = sum of R >= 1 rows`` in float64, ``W >= 4``."""
+    _check_rows(x, o0, rs, R, W, buf, pl)
+    if W >= 8:
+        if R == 3:
+            _SUM_R8_3(x, o0, rs, R, W, buf, pl)
+        elif R == 2:
+            _SUM_R8_2(x, o0, rs, R, W, buf, pl)
+        else:
+            _SUM_R8(x, o0, rs, R, W, buf, pl)
+    elif R == 3:
+        _SUM_R4_3(x, o0, rs, R, W, buf, pl)
+    elif R == 2:
+        _SUM_R4_2(x, o0, rs, R, W, buf, pl)
+    else:
+        _SUM_R4(x, o0, rs, R, W, buf, pl)
+
+
+@njit(inline="always")
+def max_wins(buf, out, oo, OW, s, K, d):
+    """``out[oo + o] = max(buf[o*s + k*d] for k < K)``; ``OW >= 4``, ``s`` 1 or 2."""
+    _check_wins(buf, out, oo, buf, OW, s, K, d)
+    if OW >= 8 and s == 1:
+        if K == 3:
+            _MAX_W8S1_3(buf, out, oo, buf, OW, K, d)
+        elif K == 2:
+            _MAX_W8S1_2(buf, out, oo, buf, OW, K, d)
+        else:
+            _MAX_W8S1(buf, out, oo, buf, OW, K, d)
+    elif OW >= 8 and s == 2:
+        if K == 3:
+            _MAX_W8S2_3(buf, out, oo, buf, OW, K, d)
+        elif K == 2:
+            _MAX_W8S2_2(buf, out, oo, buf, OW, K, d)
+        else:
+            _MAX_W8S2(buf, out, oo, buf, OW, K, d)
+    elif s == 1:
+        if K == 3:
+            _MAX_W4S1_3(buf, out, oo, buf, OW, K, d)
+        elif K == 2:
+            _MAX_W4S1_2(buf, out, oo, buf, OW, K, d)
+        else:
+            _MAX_W4S1(buf, out, oo, buf, OW, K, d)
+    else:
+        if K == 3:
+            _MAX_W4S2_3(buf, out, oo, buf, OW, K, d)
+        elif K == 2:
+            _MAX_W4S2_2(buf, out, oo, buf, OW, K, d)
+        else:
+            _MAX_W4S2(buf, out, oo, buf, OW, K, d)
+
+
+@njit(inline="always")
+def sum_wins(buf, out, oo, mul, OW, s, K, d):
+    """``out[oo + o] = sum(buf[o*s + k*d] for k < K) * mul[o]``, rounded to out's
+    type; ``OW >= 4``, ``s`` 1 or 2."""
+    _check_wins(buf, out, oo, mul, OW, s, K, d)
+    if OW >= 8 and s == 1:
+        if K == 3:
+            _SUM_W8S1_3(buf, out, oo, mul, OW, K, d)
+        elif K == 2:
+            _SUM_W8S1_2(buf, out, oo, mul, OW, K, d)
+        else:
+            _SUM_W8S1(buf, out, oo, mul, OW, K, d)
+    elif OW >= 8 and s == 2:
+        if K == 3:
+            _SUM_W8S2_3(buf, out, oo, mul, OW, K, d)
+        elif K == 2:
+            _SUM_W8S2_2(buf, out, oo, mul, OW, K, d)
+        else:
+            _SUM_W8S2(buf, out, oo, mul, OW, K, d)
+    elif s == 1:
+        if K == 3:
+            _SUM_W4S1_3(buf, out, oo, mul, OW, K, d)
+        elif K == 2:
+            _SUM_W4S1_2(buf, out, oo, mul, OW, K, d)
+        else:
+            _SUM_W4S1(buf, out, oo, mul, OW, K, d)
+    else:
+        if K == 3:
+            _SUM_W4S2_3(buf, out, oo, mul, OW, K, d)
+        elif K == 2:
+            _SUM_W4S2_2(buf, out, oo, mul, OW, K, d)
+        else:
+            _SUM_W4S2(buf, out, oo, mul, OW, K, d)
