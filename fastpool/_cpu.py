@@ -554,27 +554,47 @@ def _row_task(ch, nch, total, OD, OH):
 # Rows with one D tap, stride 1 or 2 and 4+ cells in and out take _simd's
 # short vectors (see _core.cf_row_args).  Each is a function of its own, not a
 # branch of the kernel's loop: inlined there it compiled 4 s slower per dtype
-# and ran 1.3x slower.
+# and ran 1.3x slower.  A row's W pass runs after the next row's rows pass,
+# from the other of two buffers: straight after its own rows pass, its shifted
+# loads straddle the just-written vectors, cannot take them from the store
+# buffer and wait for the stores to retire (1.2-1.4x on 14- and 56-cell rows).
 
 
 @njit(nogil=True, cache=_CACHE)
-def _cf_max_vec(x, out, buf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K):
-    for r in range(r0, r1):
+def _cf_max_vec(x, out, buf, alt, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K):
+    # rows alternate between buf and alt; (one buffer variable switched per
+    # row costs two reference-count updates a row)
+    for r in range(r0, r1, 2):
         if r > r0:
             b, od, oh = _next_row(b, od, oh, OD, OH)
-        o0 = ((b * D + lo0[od]) * H + lo1[oh]) * W
-        _simd.max_rows(x, o0, d1 * W, nt1[oh], W, buf, pl)
+        _simd.max_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], W, buf, pl)
+        if r > r0:
+            _simd.max_wins(alt, out, (r - 1) * OW, OW, s, K, d2)
+        if r + 1 < r1:
+            b, od, oh = _next_row(b, od, oh, OD, OH)
+            _simd.max_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], W, alt, pl)
         _simd.max_wins(buf, out, r * OW, OW, s, K, d2)
+    if (r1 - r0) % 2 == 0 and r1 > r0:
+        _simd.max_wins(alt, out, (r1 - 1) * OW, OW, s, K, d2)
 
 
 @njit(nogil=True, cache=_CACHE)
-def _cf_avg_vec(x, out, buf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K, rdiv):
-    for r in range(r0, r1):
+def _cf_avg_vec(x, out, buf, alt, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K, rdiv):
+    pod, poh = od, oh
+    for r in range(r0, r1, 2):
         if r > r0:
             b, od, oh = _next_row(b, od, oh, OD, OH)
-        o0 = ((b * D + lo0[od]) * H + lo1[oh]) * W
-        _simd.sum_rows(x, o0, d1 * W, nt1[oh], W, buf, pl)
-        _simd.sum_wins(buf, out, r * OW, rdiv[od, oh], OW, s, K, d2)
+        _simd.sum_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], W, buf, pl)
+        if r > r0:
+            _simd.sum_wins(alt, out, (r - 1) * OW, rdiv[pod, poh], OW, s, K, d2)
+        qod, qoh = od, oh
+        if r + 1 < r1:
+            b, od, oh = _next_row(b, od, oh, OD, OH)
+            _simd.sum_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], W, alt, pl)
+            pod, poh = od, oh
+        _simd.sum_wins(buf, out, r * OW, rdiv[qod, qoh], OW, s, K, d2)
+    if (r1 - r0) % 2 == 0 and r1 > r0:
+        _simd.sum_wins(alt, out, (r1 - 1) * OW, rdiv[pod, poh], OW, s, K, d2)
 
 
 @_jit
@@ -591,11 +611,13 @@ def cf_max_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2,
         ch = np.int64(ch)
         buf = np.empty(Lb, x.dtype)
         buf[:] = lowest
+        alt = np.empty(Lb if uniform == 2 else 0, x.dtype)
+        alt[:] = lowest
         pm = np.empty(OW + K + 1, x.dtype)
         ev = np.empty(OW + K + 1, x.dtype)
         r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
         if uniform == 2:
-            _cf_max_vec(x, out, buf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K)
+            _cf_max_vec(x, out, buf, alt, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K)
         else:
             for r in range(r0, r1):
                 if r > r0:
@@ -628,12 +650,13 @@ def cf_sum_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2,
     for ch in prange(nch):
         ch = np.int64(ch)
         buf = np.zeros(Lb, np.float64)
+        alt = np.zeros(Lb if uniform == 2 else 0, np.float64)
         acc = np.empty(OW, np.float64)
         ps = np.empty(OW + K + 1, np.float64)
         ev = np.empty(OW + K + 1, np.float64)
         r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
         if uniform == 2 and pmode == 0 and fmode == 0:
-            _cf_avg_vec(x, out, buf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K,
+            _cf_avg_vec(x, out, buf, alt, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K,
                         rdiv)
         else:
             for r in range(r0, r1):
