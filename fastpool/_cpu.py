@@ -569,13 +569,13 @@ def _cf_max_vec(x, out, buf, alt, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, l
             b, od, oh = _next_row(b, od, oh, OD, OH)
         _simd.max_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], W, buf, pl)
         if r > r0:
-            _simd.max_wins(alt, out, (r - 1) * OW, OW, s, K, d2)
+            _simd.max_wins(alt, out, (r - 1) * OW, alt, OW, s, K, d2)
         if r + 1 < r1:
             b, od, oh = _next_row(b, od, oh, OD, OH)
             _simd.max_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], W, alt, pl)
-        _simd.max_wins(buf, out, r * OW, OW, s, K, d2)
+        _simd.max_wins(buf, out, r * OW, buf, OW, s, K, d2)
     if (r1 - r0) % 2 == 0 and r1 > r0:
-        _simd.max_wins(alt, out, (r1 - 1) * OW, OW, s, K, d2)
+        _simd.max_wins(alt, out, (r1 - 1) * OW, alt, OW, s, K, d2)
 
 
 @njit(nogil=True, cache=_CACHE)
@@ -637,6 +637,21 @@ def cf_max_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2,
                         for k in range(1, nt2[o]):
                             m = _maxnan(m, buf[_u(lo2[o] + k * d2)])
                         out[_u(oo + o)] = m
+
+
+@_jit
+def cf_half_max_forward(x, out, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, Lb, s, K):
+    """Channels-first float16 max on the bits (x, out flat uint16) of rows that
+    take the short vectors (``cf_row_args``'s ``uniform == 2``); geometry as
+    ``cf_max_forward``'s.  Half the bytes of widening to float32 first."""
+    total = (out.size // (OD * OH * OW)) * OD * OH
+    nch = _chunks(total)
+    for ch in prange(nch):
+        ch = np.int64(ch)
+        buf = np.full(Lb, _HALF_NEG_INF)
+        alt = np.full(Lb, _HALF_NEG_INF)
+        r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
+        _cf_max_vec(x, out, buf, alt, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K)
 
 
 @_jit
@@ -1016,6 +1031,7 @@ def cl_argmax_forward(x, out, idx, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2):
 # all ones) take the float32 all-ones exponent instead, payload kept.
 
 _HALF_SCALE = np.float32(2.0 ** 112)
+_HALF_NEG_INF = np.uint16(0xFC00)
 
 
 @_jit

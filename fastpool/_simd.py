@@ -50,7 +50,12 @@ def _store(builder, v, base, i, align):
 
 
 def _vmax(builder, a, b, dtype):
-    if isinstance(dtype, types.Float):
+    if dtype == types.uint16:
+        # float16 bits (see max_rows): compared as halves (LLVM widens them with F16C)
+        ht = ir.VectorType(ir.HalfType(), a.type.count)
+        ah, bh = builder.bitcast(a, ht), builder.bitcast(b, ht)
+        take = builder.or_(builder.fcmp_ordered(">", bh, ah), builder.fcmp_unordered("uno", bh, bh))
+    elif isinstance(dtype, types.Float):
         take = builder.or_(builder.fcmp_ordered(">", b, a), builder.fcmp_unordered("uno", b, b))
     elif isinstance(dtype, types.Integer) and dtype.signed:
         take = builder.icmp_signed(">", b, a)
@@ -208,130 +213,79 @@ def _check_wins(buf, out, oo, mul, OW, s, K, d):
 # One intrinsic per width, op, stride and (for the common 2 and 3) row or tap
 # count keeps each loop body straight-line: a shared loop with these as
 # variables measured 1.3-1.7x slower.
-_MAX_R8, _MAX_R8_2, _MAX_R8_3 = _rows(8, "max"), _rows(8, "max", 2), _rows(8, "max", 3)
-_MAX_W8S1, _MAX_W8S1_2, _MAX_W8S1_3 = (_wins(8, 1, "max"), _wins(8, 1, "max", 2),
-    _wins(8, 1, "max", 3))
-_MAX_W8S2, _MAX_W8S2_2, _MAX_W8S2_3 = (_wins(8, 2, "max"), _wins(8, 2, "max", 2),
-    _wins(8, 2, "max", 3))
-_MAX_R4, _MAX_R4_2, _MAX_R4_3 = _rows(4, "max"), _rows(4, "max", 2), _rows(4, "max", 3)
-_MAX_W4S1, _MAX_W4S1_2, _MAX_W4S1_3 = (_wins(4, 1, "max"), _wins(4, 1, "max", 2),
-    _wins(4, 1, "max", 3))
-_MAX_W4S2, _MAX_W4S2_2, _MAX_W4S2_3 = (_wins(4, 2, "max"), _wins(4, 2, "max", 2),
-    _wins(4, 2, "max", 3))
-_SUM_R8, _SUM_R8_2, _SUM_R8_3 = _rows(8, "sum"), _rows(8, "sum", 2), _rows(8, "sum", 3)
-_SUM_W8S1, _SUM_W8S1_2, _SUM_W8S1_3 = (_wins(8, 1, "sum"), _wins(8, 1, "sum", 2),
-    _wins(8, 1, "sum", 3))
-_SUM_W8S2, _SUM_W8S2_2, _SUM_W8S2_3 = (_wins(8, 2, "sum"), _wins(8, 2, "sum", 2),
-    _wins(8, 2, "sum", 3))
-_SUM_R4, _SUM_R4_2, _SUM_R4_3 = _rows(4, "sum"), _rows(4, "sum", 2), _rows(4, "sum", 3)
-_SUM_W4S1, _SUM_W4S1_2, _SUM_W4S1_3 = (_wins(4, 1, "sum"), _wins(4, 1, "sum", 2),
-    _wins(4, 1, "sum", 3))
-_SUM_W4S2, _SUM_W4S2_2, _SUM_W4S2_3 = (_wins(4, 2, "sum"), _wins(4, 2, "sum", 2),
-    _wins(4, 2, "sum", 3))
 
 
-@njit(inline="always")
-def max_rows(x, o0, rs, R, W, buf, pl):
-    """``buf[pl + w] = max over R >= 1 rows x[o0 + r*rs + w]``, ``w < W``, ``W >= 4``."""
-    _check_rows(x, o0, rs, R, W, buf, pl)
-    if W >= 8:
-        if R == 3:
-            _MAX_R8_3(x, o0, rs, R, W, buf, pl)
+def _row_pass(kind):
+    r8, r8_2, r8_3 = _rows(8, kind), _rows(8, kind, 2), _rows(8, kind, 3)
+    r4, r4_2, r4_3 = _rows(4, kind), _rows(4, kind, 2), _rows(4, kind, 3)
+
+    @njit(inline="always")
+    def rows(x, o0, rs, R, W, buf, pl):
+        _check_rows(x, o0, rs, R, W, buf, pl)
+        if W >= 8:
+            if R == 3:
+                r8_3(x, o0, rs, R, W, buf, pl)
+            elif R == 2:
+                r8_2(x, o0, rs, R, W, buf, pl)
+            else:
+                r8(x, o0, rs, R, W, buf, pl)
+        elif R == 3:
+            r4_3(x, o0, rs, R, W, buf, pl)
         elif R == 2:
-            _MAX_R8_2(x, o0, rs, R, W, buf, pl)
+            r4_2(x, o0, rs, R, W, buf, pl)
         else:
-            _MAX_R8(x, o0, rs, R, W, buf, pl)
-    elif R == 3:
-        _MAX_R4_3(x, o0, rs, R, W, buf, pl)
-    elif R == 2:
-        _MAX_R4_2(x, o0, rs, R, W, buf, pl)
-    else:
-        _MAX_R4(x, o0, rs, R, W, buf, pl)
+            r4(x, o0, rs, R, W, buf, pl)
+
+    return rows
 
 
-@njit(inline="always")
-def sum_rows(x, o0, rs, R, W, buf, pl):
-    """``buf[pl + w] = sum of R >= 1 rows`` in float64, ``W >= 4``."""
-    _check_rows(x, o0, rs, R, W, buf, pl)
-    if W >= 8:
-        if R == 3:
-            _SUM_R8_3(x, o0, rs, R, W, buf, pl)
-        elif R == 2:
-            _SUM_R8_2(x, o0, rs, R, W, buf, pl)
+def _win_pass(kind):
+    w8s1, w8s1_2, w8s1_3 = _wins(8, 1, kind), _wins(8, 1, kind, 2), _wins(8, 1, kind, 3)
+    w8s2, w8s2_2, w8s2_3 = _wins(8, 2, kind), _wins(8, 2, kind, 2), _wins(8, 2, kind, 3)
+    w4s1, w4s1_2, w4s1_3 = _wins(4, 1, kind), _wins(4, 1, kind, 2), _wins(4, 1, kind, 3)
+    w4s2, w4s2_2, w4s2_3 = _wins(4, 2, kind), _wins(4, 2, kind, 2), _wins(4, 2, kind, 3)
+
+    @njit(inline="always")
+    def wins(buf, out, oo, mul, OW, s, K, d):
+        _check_wins(buf, out, oo, mul, OW, s, K, d)
+        if OW >= 8 and s == 1:
+            if K == 3:
+                w8s1_3(buf, out, oo, mul, OW, K, d)
+            elif K == 2:
+                w8s1_2(buf, out, oo, mul, OW, K, d)
+            else:
+                w8s1(buf, out, oo, mul, OW, K, d)
+        elif OW >= 8 and s == 2:
+            if K == 3:
+                w8s2_3(buf, out, oo, mul, OW, K, d)
+            elif K == 2:
+                w8s2_2(buf, out, oo, mul, OW, K, d)
+            else:
+                w8s2(buf, out, oo, mul, OW, K, d)
+        elif s == 1:
+            if K == 3:
+                w4s1_3(buf, out, oo, mul, OW, K, d)
+            elif K == 2:
+                w4s1_2(buf, out, oo, mul, OW, K, d)
+            else:
+                w4s1(buf, out, oo, mul, OW, K, d)
         else:
-            _SUM_R8(x, o0, rs, R, W, buf, pl)
-    elif R == 3:
-        _SUM_R4_3(x, o0, rs, R, W, buf, pl)
-    elif R == 2:
-        _SUM_R4_2(x, o0, rs, R, W, buf, pl)
-    else:
-        _SUM_R4(x, o0, rs, R, W, buf, pl)
+            if K == 3:
+                w4s2_3(buf, out, oo, mul, OW, K, d)
+            elif K == 2:
+                w4s2_2(buf, out, oo, mul, OW, K, d)
+            else:
+                w4s2(buf, out, oo, mul, OW, K, d)
+
+    return wins
 
 
-@njit(inline="always")
-def max_wins(buf, out, oo, OW, s, K, d):
-    """``out[oo + o] = max(buf[o*s + k*d] for k < K)``; ``OW >= 4``, ``s`` 1 or 2."""
-    _check_wins(buf, out, oo, buf, OW, s, K, d)
-    if OW >= 8 and s == 1:
-        if K == 3:
-            _MAX_W8S1_3(buf, out, oo, buf, OW, K, d)
-        elif K == 2:
-            _MAX_W8S1_2(buf, out, oo, buf, OW, K, d)
-        else:
-            _MAX_W8S1(buf, out, oo, buf, OW, K, d)
-    elif OW >= 8 and s == 2:
-        if K == 3:
-            _MAX_W8S2_3(buf, out, oo, buf, OW, K, d)
-        elif K == 2:
-            _MAX_W8S2_2(buf, out, oo, buf, OW, K, d)
-        else:
-            _MAX_W8S2(buf, out, oo, buf, OW, K, d)
-    elif s == 1:
-        if K == 3:
-            _MAX_W4S1_3(buf, out, oo, buf, OW, K, d)
-        elif K == 2:
-            _MAX_W4S1_2(buf, out, oo, buf, OW, K, d)
-        else:
-            _MAX_W4S1(buf, out, oo, buf, OW, K, d)
-    else:
-        if K == 3:
-            _MAX_W4S2_3(buf, out, oo, buf, OW, K, d)
-        elif K == 2:
-            _MAX_W4S2_2(buf, out, oo, buf, OW, K, d)
-        else:
-            _MAX_W4S2(buf, out, oo, buf, OW, K, d)
-
-
-@njit(inline="always")
-def sum_wins(buf, out, oo, mul, OW, s, K, d):
-    """``out[oo + o] = sum(buf[o*s + k*d] for k < K) * mul[o]``, rounded to out's
-    type; ``OW >= 4``, ``s`` 1 or 2."""
-    _check_wins(buf, out, oo, mul, OW, s, K, d)
-    if OW >= 8 and s == 1:
-        if K == 3:
-            _SUM_W8S1_3(buf, out, oo, mul, OW, K, d)
-        elif K == 2:
-            _SUM_W8S1_2(buf, out, oo, mul, OW, K, d)
-        else:
-            _SUM_W8S1(buf, out, oo, mul, OW, K, d)
-    elif OW >= 8 and s == 2:
-        if K == 3:
-            _SUM_W8S2_3(buf, out, oo, mul, OW, K, d)
-        elif K == 2:
-            _SUM_W8S2_2(buf, out, oo, mul, OW, K, d)
-        else:
-            _SUM_W8S2(buf, out, oo, mul, OW, K, d)
-    elif s == 1:
-        if K == 3:
-            _SUM_W4S1_3(buf, out, oo, mul, OW, K, d)
-        elif K == 2:
-            _SUM_W4S1_2(buf, out, oo, mul, OW, K, d)
-        else:
-            _SUM_W4S1(buf, out, oo, mul, OW, K, d)
-    else:
-        if K == 3:
-            _SUM_W4S2_3(buf, out, oo, mul, OW, K, d)
-        elif K == 2:
-            _SUM_W4S2_2(buf, out, oo, mul, OW, K, d)
-        else:
-            _SUM_W4S2(buf, out, oo, mul, OW, K, d)
+# ``max_rows(x, o0, rs, R, W, buf, pl)``: ``buf[pl + w] = max over R >= 1 rows
+# x[o0 + r*rs + w]``, ``w < W``, ``W >= 4``; ``sum_rows`` adds them in float64.
+# ``max_wins(buf, out, oo, mul, OW, s, K, d)``: ``out[oo + o] = max(buf[o*s + k*d]
+# for k < K)``, ``OW >= 4``, ``s`` 1 or 2 (``mul`` unused); ``sum_wins`` adds the
+# taps, multiplies by ``mul[o]`` and rounds to out's type.  Max takes uint16
+# arrays as float16 bits (Numba has no CPU float16 type; uint16 is no pooling
+# dtype): it compares them as halves and moves the bits, so NaN payloads survive.
+max_rows, sum_rows = _row_pass("max"), _row_pass("sum")
+max_wins, sum_wins = _win_pass("max"), _win_pass("sum")
