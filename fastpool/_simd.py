@@ -65,12 +65,13 @@ def _vmax(builder, a, b, dtype):
 
 
 def _convert(builder, v, src, dst, L):
-    """Lane-wise ``src`` -> ``dst`` (float64 accumulators and their results)."""
+    """Lane-wise ``src`` -> ``dst`` (float64 accumulators and their results);
+    ``L = 0``: a scalar."""
     if src == dst:
         return v
     dty = {types.float16: ir.HalfType(), types.float32: ir.FloatType(),
            types.float64: ir.DoubleType()}[dst]
-    vty = ir.VectorType(dty, L)
+    vty = ir.VectorType(dty, L) if L else dty
     if isinstance(src, types.Float):
         return (builder.fpext if src.bitwidth < dst.bitwidth else builder.fptrunc)(v, vty)
     if src.signed:
@@ -186,6 +187,54 @@ def _wins(L, s, kind, fixed=0):
     return wins
 
 
+def _plane_sum(L):
+    """``sum(x[o0:o0 + S])`` in float64: two L-lane accumulators over whole
+    blocks (one more block into the first), lanes added pairwise, then the
+    last ``S % L`` cells in order.  The order is fixed, so the sum does not
+    depend on the thread count."""
+
+    @intrinsic
+    def plane_sum(typingctx, x, o0, S):
+        def codegen(context, builder, sig, args):
+            xty = sig.args[0]
+            xp = _data(context, builder, xty, args[0])
+            base, n = _i64(context, builder, sig.args[1], args[1]), _i64(context, builder, sig.args[2], args[2])
+            xe = context.get_data_type(xty.dtype)
+            vt, xal = ir.VectorType(xe, L), context.get_abi_sizeof(xe)
+            zero = ir.Constant(ir.VectorType(ir.DoubleType(), L), [0.0] * L)
+            acc = [cgutils.alloca_once_value(builder, zero) for _ in range(2)]
+            lv, lv2 = ir.Constant(_I64, L), ir.Constant(_I64, 2 * L)
+
+            def add(slot, i):
+                v = _convert(builder, _load(builder, xp, builder.add(base, i), vt, xal), xty.dtype, types.float64, L)
+                builder.store(builder.fadd(builder.load(slot), v), slot)
+
+            pairs = builder.mul(builder.sdiv(n, lv2), lv2)
+            with cgutils.for_range_slice(builder, ir.Constant(_I64, 0), pairs, lv2, inc=True) as (i, _):
+                add(acc[0], i)
+                add(acc[1], builder.add(i, lv))
+            one_more = builder.icmp_signed(">=", builder.sub(n, pairs), lv)
+            with builder.if_then(one_more):
+                add(acc[0], pairs)
+            v = builder.fadd(builder.load(acc[0]), builder.load(acc[1]))
+            w = L
+            while w > 1:
+                w //= 2
+                half = [ir.Constant(ir.VectorType(_I32, w), list(range(o, o + w))) for o in (0, w)]
+                v = builder.fadd(builder.shuffle_vector(v, v, half[0]), builder.shuffle_vector(v, v, half[1]))
+            total = cgutils.alloca_once_value(builder, builder.extract_element(v, ir.Constant(_I32, 0)))
+            rest = builder.add(pairs, builder.select(one_more, lv, ir.Constant(_I64, 0)))
+            with cgutils.for_range_slice(builder, rest, n, ir.Constant(_I64, 1), inc=True) as (i, _):
+                e = builder.load(builder.gep(xp, [builder.add(base, i)]))
+                e = _convert(builder, e, xty.dtype, types.float64, 0)
+                builder.store(builder.fadd(builder.load(total), e), total)
+            return builder.load(total)
+
+        return types.float64(x, o0, S), codegen
+
+    return plane_sum
+
+
 @njit(inline="always")
 def _span(a, lo, n):
     # only compiled in under NUMBA_BOUNDSCHECK=1
@@ -289,3 +338,14 @@ def _win_pass(kind):
 # dtype): it compares them as halves and moves the bits, so NaN payloads survive.
 max_rows, sum_rows = _row_pass("max"), _row_pass("sum")
 max_wins, sum_wins = _win_pass("max"), _win_pass("sum")
+
+
+_PLANE_SUM8 = _plane_sum(8)
+
+
+@njit(inline="always")
+def plane_sum(x, o0, S):
+    """``sum(x[o0:o0 + S])`` in float64, in a fixed order (see ``_plane_sum``)."""
+    if _CHECK:
+        _span(x, o0, S)
+    return _PLANE_SUM8(x, o0, S)
