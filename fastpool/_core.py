@@ -183,14 +183,14 @@ def interior_args(axes):
 def cf_row_args(axes):
     """W-axis geometry for the channels-first row kernels: ``uniform`` (windows
     ``o*stride`` in a buffer holding the row at ``pl``; 2 when the rows also take
-    the short-vector loop: one D tap, stride 1 or 2, 4+ cells in and out), ``pl``,
-    the buffer length, stride and kernel."""
+    the short-vector loop: stride 1 or 2, 4+ cells in and out, 8+ in for 3-D
+    windows), ``pl``, the buffer length, stride and kernel."""
     t0, _, t = geo.padded3(axes)
     if not t.stride:
         return [np.int64(0), np.int64(0), np.int64(t.n), np.int64(1), np.int64(t.taps.max())]
     pl, k, s = t.pads[0], t.kernel, t.stride
     end = (t.out - 1) * s + (k - 1) * t.step + 1
-    vector = int(t0.taps.max()) == 1 and s in (1, 2) and t.n >= 4 and t.out >= 4
+    vector = s in (1, 2) and t.n >= (4 if int(t0.taps.max()) == 1 else 8) and t.out >= 4
     # slack: the stride-2 passes read up to two cells past the last window
     return [np.int64(2 if vector else 1), np.int64(pl), np.int64(max(pl + t.n, end) + 2),
             np.int64(s), np.int64(k)]

@@ -551,50 +551,56 @@ def _row_task(ch, nch, total, OD, OH):
     return r0, (ch + 1) * total // nch, b, od, oh
 
 
-# Rows with one D tap, stride 1 or 2 and 4+ cells in and out take _simd's
-# short vectors (see _core.cf_row_args).  Each is a function of its own, not a
-# branch of the kernel's loop: inlined there it compiled 4 s slower per dtype
-# and ran 1.3x slower.  A row's W pass runs after the next row's rows pass,
-# from the other of two buffers: straight after its own rows pass, its shifted
-# loads straddle the just-written vectors, cannot take them from the store
-# buffer and wait for the stores to retire (1.2-1.4x on 14- and 56-cell rows).
+# Rows with stride 1 or 2 and 4+ cells in and out take _simd's short vectors
+# (see _core.cf_row_args).  Each is a function of its own, not a branch of the
+# kernel's loop: inlined there it compiled 4 s slower per dtype and ran 1.3x
+# slower.  A row's W pass runs after the next row's rows pass, from the other
+# half of a two-row buffer (``Lb`` cells each): straight after its own rows
+# pass, its shifted loads straddle the just-written vectors, cannot take them
+# from the store buffer and wait for the stores to retire (1.2-1.4x on 14- and
+# 56-cell rows).
 
 
 @njit(nogil=True, cache=_CACHE)
-def _cf_max_vec(x, out, buf, alt, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K):
-    # rows alternate between buf and alt; (one buffer variable switched per
-    # row costs two reference-count updates a row)
-    for r in range(r0, r1, 2):
-        if r > r0:
+def _cf_max_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s, K):
+    # row r0 + p goes to the buffer's half p % 2; each pass has two call sites,
+    # one per half (a half picked per row measured 1.1-1.4x slower)
+    n = r1 - r0
+    for p in range(0, n + 1, 2):
+        if p < n:
+            if p > 0:
+                b, od, oh = _next_row(b, od, oh, OD, OH)
+            _simd.max_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, buf, pl)
+        if p > 0:
+            _simd.max_wins(buf, Lb, out, (r0 + p - 1) * OW, buf, OW, s, K, d2)
+        if p + 1 < n:
             b, od, oh = _next_row(b, od, oh, OD, OH)
-        _simd.max_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], W, buf, pl)
-        if r > r0:
-            _simd.max_wins(alt, out, (r - 1) * OW, alt, OW, s, K, d2)
-        if r + 1 < r1:
-            b, od, oh = _next_row(b, od, oh, OD, OH)
-            _simd.max_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], W, alt, pl)
-        _simd.max_wins(buf, out, r * OW, buf, OW, s, K, d2)
-    if (r1 - r0) % 2 == 0 and r1 > r0:
-        _simd.max_wins(alt, out, (r1 - 1) * OW, alt, OW, s, K, d2)
+            _simd.max_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, buf,
+                           pl + Lb)
+        if p < n:
+            _simd.max_wins(buf, 0, out, (r0 + p) * OW, buf, OW, s, K, d2)
 
 
 @njit(nogil=True, cache=_CACHE)
-def _cf_avg_vec(x, out, buf, alt, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K, rdiv):
-    pod, poh = od, oh
-    for r in range(r0, r1, 2):
-        if r > r0:
+def _cf_avg_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s, K,
+                rdiv):
+    n = r1 - r0
+    aod, aoh, bod, boh = od, oh, od, oh
+    for p in range(0, n + 1, 2):
+        if p < n:
+            if p > 0:
+                b, od, oh = _next_row(b, od, oh, OD, OH)
+            _simd.sum_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, buf, pl)
+            aod, aoh = od, oh
+        if p > 0:
+            _simd.sum_wins(buf, Lb, out, (r0 + p - 1) * OW, rdiv[bod, boh], OW, s, K, d2)
+        if p + 1 < n:
             b, od, oh = _next_row(b, od, oh, OD, OH)
-        _simd.sum_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], W, buf, pl)
-        if r > r0:
-            _simd.sum_wins(alt, out, (r - 1) * OW, rdiv[pod, poh], OW, s, K, d2)
-        qod, qoh = od, oh
-        if r + 1 < r1:
-            b, od, oh = _next_row(b, od, oh, OD, OH)
-            _simd.sum_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], W, alt, pl)
-            pod, poh = od, oh
-        _simd.sum_wins(buf, out, r * OW, rdiv[qod, qoh], OW, s, K, d2)
-    if (r1 - r0) % 2 == 0 and r1 > r0:
-        _simd.sum_wins(alt, out, (r1 - 1) * OW, rdiv[pod, poh], OW, s, K, d2)
+            _simd.sum_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, buf,
+                           pl + Lb)
+            bod, boh = od, oh
+        if p < n:
+            _simd.sum_wins(buf, 0, out, (r0 + p) * OW, rdiv[aod, aoh], OW, s, K, d2)
 
 
 @_jit
@@ -609,15 +615,13 @@ def cf_max_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2,
     nch = _chunks(total)
     for ch in prange(nch):
         ch = np.int64(ch)
-        buf = np.empty(Lb, x.dtype)
+        buf = np.empty(2 * Lb if uniform == 2 else Lb, x.dtype)
         buf[:] = lowest
-        alt = np.empty(Lb if uniform == 2 else 0, x.dtype)
-        alt[:] = lowest
         pm = np.empty(OW + K + 1, x.dtype)
         ev = np.empty(OW + K + 1, x.dtype)
         r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
         if uniform == 2:
-            _cf_max_vec(x, out, buf, alt, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K)
+            _cf_max_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s, K)
         else:
             for r in range(r0, r1):
                 if r > r0:
@@ -640,7 +644,7 @@ def cf_max_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2,
 
 
 @_jit
-def cf_half_max_forward(x, out, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, Lb, s, K):
+def cf_half_max_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, Lb, s, K):
     """Channels-first float16 max on the bits (x, out flat uint16) of rows that
     take the short vectors (``cf_row_args``'s ``uniform == 2``); geometry as
     ``cf_max_forward``'s.  Half the bytes of widening to float32 first."""
@@ -648,10 +652,9 @@ def cf_half_max_forward(x, out, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, 
     nch = _chunks(total)
     for ch in prange(nch):
         ch = np.int64(ch)
-        buf = np.full(Lb, _HALF_NEG_INF)
-        alt = np.full(Lb, _HALF_NEG_INF)
+        buf = np.full(2 * Lb, _HALF_NEG_INF)
         r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
-        _cf_max_vec(x, out, buf, alt, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K)
+        _cf_max_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s, K)
 
 
 @_jit
@@ -664,14 +667,13 @@ def cf_sum_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2,
     inv = 1.0 / p
     for ch in prange(nch):
         ch = np.int64(ch)
-        buf = np.zeros(Lb, np.float64)
-        alt = np.zeros(Lb if uniform == 2 else 0, np.float64)
+        buf = np.zeros(2 * Lb if uniform == 2 else Lb, np.float64)
         acc = np.empty(OW, np.float64)
         ps = np.empty(OW + K + 1, np.float64)
         ev = np.empty(OW + K + 1, np.float64)
         r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
         if uniform == 2 and pmode == 0 and fmode == 0:
-            _cf_avg_vec(x, out, buf, alt, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K,
+            _cf_avg_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s, K,
                         rdiv)
         else:
             for r in range(r0, r1):

@@ -80,11 +80,11 @@ def _half_max(cn: Canon, axes, out=None):
     """float16 channels-first rows on the short vectors: pooled on the bits,
     without a float32 copy of the input."""
     out5 = _target(out, cn.canon_shape([t.out for t in axes]), cn.x5.dtype)
-    lo0, _, _, lo1, nt1, d1, _, _, d2 = tables(axes)
+    lo0, nt0, d0, lo1, nt1, d1, _, _, d2 = tables(axes)
     _, pl, lb, s, k = cf_row_args(axes)
     _cpu.pick(_cpu.cf_half_max_forward, cn.x5, out5)(
         cn.x5.reshape(-1).view(np.uint16), out5.reshape(-1).view(np.uint16), *_cf_dims(cn.x5, out5),
-        lo0, lo1, nt1, d1, d2, pl, lb, s, k)
+        lo0, nt0, d0, lo1, nt1, d1, d2, pl, lb, s, k)
     return _finish(cn, out5, axes, cn.dtype, out)
 
 

@@ -59,6 +59,7 @@ def cases():
         # short vectors: 8-lane rows with a 4-lane output row, then 4-lane rows
         c[f"max cf vector rows {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s[:3] + (14,)), 2, 2)
         c[f"avg cf vector rows {tag}"] = lambda fp, r, s=cf: fp.avg_pool2d(_x(r, s[:3] + (7,)), 3, 1, 1)
+        c[f"avg cf vector rows 3d {tag}"] = lambda fp, r, s=cf: fp.avg_pool3d(_x(r, s[:2] + (3,) + s[2:3] + (9,)), 3, (1, 1, 2), 1)
         c[f"max van Herk cl {tag}"] = lambda fp, r, s=cl: fp.max_pool2d(_x(r, s), (1, 9), 1, (0, 4), layout="NHWC")
         c[f"max sep cl few channels {tag}"] = lambda fp, r, s=cl[:3] + (3,): fp.max_pool2d(_x(r, s), 3, 2, 1, ceil_mode=True, layout="NHWC")
         c[f"max float16 {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s).astype(np.float16), 3, 2, 1)
@@ -176,7 +177,7 @@ from fastpool import _cpu, _cpu_family, _simd
 
 @njit
 def _canary_vector(x, buf):
-    _simd.max_rows(x, 0, 8, 2, 8, buf, 0)   # the second row runs past x's end
+    _simd.max_rows(x, 0, 8, 2, 0, 1, 8, buf, 0)   # the second row runs past x's end
 
 try:
     _canary_vector(np.zeros(12, np.float32), np.zeros(8, np.float32))
