@@ -892,26 +892,63 @@ def cl_sum_forward(x, out, pmode, p, fmode, rdiv, area, lo0, nt0, d0, lo1, nt1, 
     inv = 1.0 / p
     for ch in prange(nch):
         ch = np.int64(ch)
-        acc = np.empty(C, out.dtype)
+        acc = np.zeros(C, out.dtype)
+        zero = acc[0]
         r0 = ch * total // nch
         b, od, oh = _row_of(r0, OD, OH)
         for r in range(r0, (ch + 1) * total // nch):
             if r > r0:
                 b, od, oh = _next_row(b, od, oh, OD, OH)
             for ow in range(OW):
+                # Whole 3x3 and 2x2 windows: all taps in one pass over the
+                # channels, one store each; two or three taps per pass
+                # otherwise.  (A pass per tap loads and stores every
+                # accumulator: 1.3-1.8x slower.)  Taps are added in the
+                # same order from the same zero either way, so ints reach
+                # out's dtype before any addition.
+                if pmode == 0 and fmode == 0 and nt0[od] == 1 and nt1[oh] == nt2[ow] == 3:
+                    z, y, w0 = lo0[od], lo1[oh], lo2[ow]
+                    t0, t1, t2 = x[b, z, y, w0], x[b, z, y, w0 + d2], x[b, z, y, w0 + 2 * d2]
+                    t3, t4, t5 = x[b, z, y + d1, w0], x[b, z, y + d1, w0 + d2], x[b, z, y + d1, w0 + 2 * d2]
+                    t6, t7, t8 = x[b, z, y + 2 * d1, w0], x[b, z, y + 2 * d1, w0 + d2], x[b, z, y + 2 * d1, w0 + 2 * d2]
+                    o = out[b, od, oh, ow]
+                    dv = rdiv[od, oh, ow]
+                    for c in range(C):
+                        o[c] = ((((((((zero + t0[c]) + t1[c]) + t2[c]) + t3[c]) + t4[c]) + t5[c]) + t6[c]) + t7[c]
+                                + t8[c]) * dv
+                    continue
+                if pmode == 0 and fmode == 0 and nt0[od] == 1 and nt1[oh] == nt2[ow] == 2:
+                    z, y, w0 = lo0[od], lo1[oh], lo2[ow]
+                    t0, t1 = x[b, z, y, w0], x[b, z, y, w0 + d2]
+                    t3, t4 = x[b, z, y + d1, w0], x[b, z, y + d1, w0 + d2]
+                    o = out[b, od, oh, ow]
+                    dv = rdiv[od, oh, ow]
+                    for c in range(C):
+                        o[c] = ((((zero + t0[c]) + t1[c]) + t3[c]) + t4[c]) * dv
+                    continue
                 acc[:] = 0.0
                 for i in range(nt0[od]):
                     z = lo0[od] + i * d0
                     for j in range(nt1[oh]):
                         y = lo1[oh] + j * d1
-                        for k in range(nt2[ow]):
-                            v = x[b, z, y, lo2[ow] + k * d2]
-                            if pmode == 0:
-                                for c in range(C):
-                                    acc[c] += v[c]
-                            else:
-                                for c in range(C):
-                                    acc[c] += _lp_term(np.float64(v[c]), p, pmode == 2)
+                        w0 = lo2[ow]
+                        if pmode == 0 and nt2[ow] == 3:
+                            t0, t1, t2 = x[b, z, y, w0], x[b, z, y, w0 + d2], x[b, z, y, w0 + 2 * d2]
+                            for c in range(C):
+                                acc[c] = ((acc[c] + t0[c]) + t1[c]) + t2[c]
+                        elif pmode == 0 and nt2[ow] == 2:
+                            t0, t1 = x[b, z, y, w0], x[b, z, y, w0 + d2]
+                            for c in range(C):
+                                acc[c] = (acc[c] + t0[c]) + t1[c]
+                        else:
+                            for k in range(nt2[ow]):
+                                v = x[b, z, y, w0 + k * d2]
+                                if pmode == 0:
+                                    for c in range(C):
+                                        acc[c] += v[c]
+                                else:
+                                    for c in range(C):
+                                        acc[c] += _lp_term(np.float64(v[c]), p, pmode == 2)
                 o = out[b, od, oh, ow]
                 dv = rdiv[od, oh, ow]
                 if fmode == 0:
