@@ -851,6 +851,80 @@ def vh_max_forward(x, out, C, lo1, nt1, K1, lo2, nt2, K2):
                             orow[q + c] = _maxnan(sw[a2 * C + c], pw[e2 * C + c])
 
 
+# ----------------------------------------------------------------------------- wide stride-1 max
+#
+# A stride-1 window of K taps is two overlapping windows of P taps (P the
+# largest power of two <= K): max(m_P[i], m_P[i + K - P]), and m_2P[i] =
+# max(m_P[i], m_P[i + P]).  So log2(K) + 1 flat passes of one vector max each
+# (pair_max) do one axis, whatever K is: a sparse table, van Herk's cost
+# without its serial running maxima.  Each pass combines an earlier range with
+# a later one, so the result is the sequential rule's bit for bit (the first of
+# equal maxima, the last NaN), overlapping ranges included.  A plane without
+# NaN takes the one-instruction max (``_simd._vmax``), which agrees with the
+# NaN rule there.
+
+
+def _wide_plane_fn(pair):
+    @njit(inline="always")
+    def levels(src, step, K, n, t1, t2):
+        # -> (a, rs): the max of K taps ``step`` apart from src[i] is max(a[i], a[i + rs]), i < n
+        P = 1
+        a = src
+        dst = t1
+        other = t2
+        while 2 * P <= K:
+            pair(a, 0, P * step, n + (K - 2 * P) * step, dst, 0)
+            a = dst
+            dst = other
+            other = a
+            P *= 2
+        return a, (K - P) * step
+
+    @njit(inline="always")
+    def plane(x, xo, out, oo, H, WC, OH, OWC, C, ph, pwc, KH, KW, A, t1, t2, t3):
+        WpC = OWC + (KW - 1) * C
+        for h in range(min(H, OH + KH - 1 - ph)):
+            pair(x, xo + h * WC, 0, WC, A, (h + ph) * WpC + pwc)
+        a, rs = levels(A, WpC, KH, OH * WpC, t1, t2)
+        u = A
+        if KH > 1:
+            pair(a, 0, rs, OH * WpC, t3, 0)
+            u = t3
+        b, rw = levels(u, C, KW, (OH - 1) * WpC + OWC, t1, t2)
+        for oh in range(OH):
+            pair(b, oh * WpC, rw, OWC, out, oo + oh * OWC)
+
+    return plane
+
+
+_wide_plane = _wide_plane_fn(_simd.pair_max)
+_wide_plane_nonan = _wide_plane_fn(_simd.pair_max_nonan)
+
+
+@_jit
+def wide_max_forward(x, out, H, WC, OH, OWC, C, ph, pw, KH, KW, lowest):
+    """Stride-1 max over KH x KW windows (dilation 1) of planes ``(H, W*C)``:
+    x, out flat ``(planes * H*W*C)``, ``(planes * OH*OW*C)``; ``ph``, ``pw`` cells
+    of padding (< KH, KW) before each axis.  ``W*C``, ``OW*C >= 8``."""
+    HWC = H * WC
+    planes = x.size // HWC
+    cells = (OH + KH - 1) * (OWC + (KW - 1) * C)
+    nch = _chunks(planes)
+    for ch in prange(nch):
+        ch = np.int64(ch)
+        # A holds the padded plane: its padding is written once, never overwritten
+        A = np.full(cells, lowest)
+        t1 = np.empty(cells, x.dtype)
+        t2 = np.empty(cells, x.dtype)
+        t3 = np.empty(cells, x.dtype)
+        for p in range(ch * planes // nch, (ch + 1) * planes // nch):
+            xo, oo = p * HWC, p * OH * OWC
+            if _simd.any_nan(x, xo, HWC):
+                _wide_plane(x, xo, out, oo, H, WC, OH, OWC, C, ph, pw * C, KH, KW, A, t1, t2, t3)
+            else:
+                _wide_plane_nonan(x, xo, out, oo, H, WC, OH, OWC, C, ph, pw * C, KH, KW, A, t1, t2, t3)
+
+
 # ----------------------------------------------------------------------------- channels-last direct
 #
 # With C contiguous, each window tap is a C-vector: reducing taps straight into

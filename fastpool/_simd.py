@@ -49,14 +49,21 @@ def _store(builder, v, base, i, align):
     builder.store(v, builder.bitcast(builder.gep(base, [i]), v.type.as_pointer()), align=align)
 
 
-def _vmax(builder, a, b, dtype):
+def _vmax(builder, a, b, dtype, nan=True):
+    """``b if b > a or b is NaN else a`` lane by lane; ``nan=False`` drops the NaN
+    test (one compare, which LLVM turns into a single max instruction) for data
+    known to hold no NaN, where the two agree bit for bit (ties keep ``a``)."""
     if dtype == types.uint16:
         # float16 bits (see max_rows): compared as halves (LLVM widens them with F16C)
         ht = ir.VectorType(ir.HalfType(), a.type.count)
         ah, bh = builder.bitcast(a, ht), builder.bitcast(b, ht)
-        take = builder.or_(builder.fcmp_ordered(">", bh, ah), builder.fcmp_unordered("uno", bh, bh))
+        take = builder.fcmp_ordered(">", bh, ah)
+        if nan:
+            take = builder.or_(take, builder.fcmp_unordered("uno", bh, bh))
     elif isinstance(dtype, types.Float):
-        take = builder.or_(builder.fcmp_ordered(">", b, a), builder.fcmp_unordered("uno", b, b))
+        take = builder.fcmp_ordered(">", b, a)
+        if nan:
+            take = builder.or_(take, builder.fcmp_unordered("uno", b, b))
     elif isinstance(dtype, types.Integer) and dtype.signed:
         take = builder.icmp_signed(">", b, a)
     else:
@@ -121,12 +128,13 @@ def _fold(builder, first, n, fixed, get, combine):
     return res
 
 
-def _rows(L, kind, fixed=0, planes=False):
+def _rows(L, kind, fixed=0, planes=False, nan=True):
     """A whole row: ``buf[pl + w] = op over q < Q, r < R of x[o0 + q*qs + r*rs + w]``
     for ``w < W`` (``W >= L``, ``Q, R >= 1``; ``fixed``: R is that; Q, the
     depth taps of 3-D windows, is 1 unless ``planes``: a loop over planes in
     every block measured 1.3-2.5x slower on 2-D rows).  'max' keeps x's type;
-    'sum' adds in buf's (float64), each plane's rows first."""
+    'sum' adds in buf's (float64), each plane's rows first; ``nan=False``: see
+    ``_vmax``."""
 
     @intrinsic
     def rows(typingctx, x, o0, rs, R, qs, Q, W, buf, pl):
@@ -138,7 +146,7 @@ def _rows(L, kind, fixed=0, planes=False):
             xe, be = context.get_data_type(xty.dtype), context.get_data_type(bty.dtype)
             xv, xal, bal = ir.VectorType(xe, L), context.get_abi_sizeof(xe), context.get_abi_sizeof(be)
             if kind == "max":
-                comb = lambda a, b: _vmax(builder, a, b, xty.dtype)  # noqa: E731
+                comb = lambda a, b: _vmax(builder, a, b, xty.dtype, nan)  # noqa: E731
             else:
                 comb = builder.fadd
 
@@ -261,6 +269,45 @@ def _plane_sum(L):
     return plane_sum
 
 
+def _any_nan(L):
+    """Whether ``x[o0:o0 + n]`` (``n >= L``) holds a NaN (uint16: float16 bits);
+    False for integers without reading them."""
+
+    @intrinsic
+    def any_nan(typingctx, x, o0, n):
+        def codegen(context, builder, sig, args):
+            xty = sig.args[0]
+            dt = xty.dtype
+            if not (isinstance(dt, types.Float) or dt == types.uint16):
+                return ir.Constant(ir.IntType(1), 0)
+            xp = _data(context, builder, xty, args[0])
+            base, cnt = _i64(context, builder, sig.args[1], args[1]), _i64(context, builder, sig.args[2], args[2])
+            xe = context.get_data_type(dt)
+            vt, al = ir.VectorType(xe, L), context.get_abi_sizeof(xe)
+            bt = ir.VectorType(ir.IntType(1), L)
+            acc = cgutils.alloca_once_value(builder, ir.Constant(bt, [0] * L))
+
+            def block(i):
+                v = _load(builder, xp, builder.add(base, i), vt, al)
+                if dt == types.uint16:
+                    mag = builder.and_(v, ir.Constant(vt, [0x7FFF] * L))
+                    bad = builder.icmp_unsigned(">", mag, ir.Constant(vt, [0x7C00] * L))
+                else:
+                    bad = builder.fcmp_unordered("uno", v, v)
+                builder.store(builder.or_(builder.load(acc), bad), acc)
+
+            _blocks(builder, cnt, L, block)
+            v = builder.load(acc)
+            any_ = builder.extract_element(v, ir.Constant(_I32, 0))
+            for j in range(1, L):
+                any_ = builder.or_(any_, builder.extract_element(v, ir.Constant(_I32, j)))
+            return any_
+
+        return types.boolean(x, o0, n), codegen
+
+    return any_nan
+
+
 @njit(inline="always")
 def _span(a, lo, n):
     # only compiled in under NUMBA_BOUNDSCHECK=1
@@ -361,6 +408,32 @@ def _win_pass(kind):
 # dtype): it compares them as halves and moves the bits, so NaN payloads survive.
 max_rows, sum_rows = _row_pass("max"), _row_pass("sum")
 max_wins, sum_wins = _win_pass("max"), _win_pass("sum")
+
+
+def _pair_pass(nan):
+    two = _rows(8, "max", 2, nan=nan)
+
+    @njit(inline="always")
+    def pair(x, o0, rs, n, buf, pl):
+        _check_rows(x, o0, rs, 2, 0, 1, n, buf, pl)
+        two(x, o0, rs, 2, 0, 1, n, buf, pl)
+
+    return pair
+
+
+# ``pair_max(x, o0, rs, n, buf, pl)``: ``buf[pl + i] = max(x[o0 + i], x[o0 + i + rs])``
+# for ``i < n``, ``n >= 8`` (``rs = 0`` copies): the one pass the wide-window
+# kernel is made of; ``pair_max_nonan`` for data with no NaN (see ``_vmax``).
+pair_max, pair_max_nonan = _pair_pass(True), _pair_pass(False)
+_ANY_NAN8 = _any_nan(8)
+
+
+@njit(inline="always")
+def any_nan(x, o0, n):
+    """Whether ``x[o0:o0 + n]`` (``n >= 8``) holds a NaN (uint16: float16 bits)."""
+    if _CHECK:
+        _span(x, o0, n)
+    return _ANY_NAN8(x, o0, n)
 
 
 _PLANE_SUM8 = _plane_sum(8)

@@ -88,7 +88,40 @@ def _half_max(cn: Canon, axes, out=None):
     return _finish(cn, out5, axes, cn.dtype, out)
 
 
+def _wide_args(axes, C: int, itemsize: int):
+    """``wide_max_forward``'s geometry when it applies: stride 1 and dilation 1
+    on H and W, no window on D, a window of ``_WIDE_FROM`` cells or more on one
+    axis, padding shorter than the window, rows of 8+ cells in and out, and
+    padded planes small enough for its four buffers; else None."""
+    t0, t1, t2 = geo.padded3(axes)
+    if t0.taps.max() != 1 or t0.out != t0.n:
+        return None
+    if max(t1.kernel, t2.kernel) < _WIDE_FROM:
+        return None
+    for t in (t1, t2):
+        if (t.stride != 1 or t.kernel < 1 or (t.step != 1 and t.kernel > 1) or max(t.pads) >= t.kernel
+                or t.out != t.n + t.pads[0] + t.pads[1] - t.kernel + 1):
+            return None
+    if min(t2.n, t2.out) * C < 8:
+        return None
+    if (t1.out + t1.kernel - 1) * (t2.out + t2.kernel - 1) * C * itemsize > _WIDE_PLANE_BYTES:
+        return None
+    return [np.int64(v) for v in (t1.n, t2.n * C, t1.out, t2.out * C, C, t1.pads[0], t2.pads[0],
+                                   t1.kernel, t2.kernel)]
+
+
 def _max(cn: Canon, axes, want_idx: bool, out=None):
+    if not want_idx and cn.x5.size:
+        wide = _wide_args(axes, cn.x5.shape[4], cn.x5.dtype.itemsize)
+        if wide is not None:
+            osp = [t.out for t in axes]
+            out5 = _target(out, cn.canon_shape(osp), cn.x5.dtype)
+            if cn.x5.dtype == np.float16:
+                xk, ok, low = cn.x5.reshape(-1).view(np.uint16), out5.reshape(-1).view(np.uint16), _cpu._HALF_NEG_INF
+            else:
+                xk, ok, low = cn.x5.reshape(-1), out5.reshape(-1), _lowest(cn.x5.dtype)
+            _cpu.pick(_cpu.wide_max_forward, xk, ok)(xk, ok, *wide, low)
+            return _finish(cn, out5, axes, _out_dtype(cn, "max"), out)
     if (not want_idx and cn.x5.dtype == np.float16 and cn.x5.shape[4] == 1 and cn.x5.size
             and cf_row_args(axes)[0] == 2):
         return _half_max(cn, axes, out)
@@ -166,12 +199,22 @@ def _window_cells(axes) -> int:
     return int(np.prod([int(t.taps.max()) for t in axes]))
 
 
-# Running maxima serve channels-last maps from this window size.  (The bound was
+# Running maxima serve channels-last maps from this window size where the wide
+# kernel below does not (strides above 1, planes past its bound).  (The bound was
 # measured on channels-first rows against the older separable loops: k5 18 vs
-# 22 ms, a tie at k9, van Herk ahead at k13.  Channels-first rows now always take
-# the row kernels, which beat van Herk there: (8, 256, 56, 56) float32, 2
-# threads, k9 11 vs 23 ms, k13 16 vs 24 ms.)
+# 22 ms, a tie at k9, van Herk ahead at k13.)
 _RUNNING_MAX_FROM = 9
+
+
+# Stride-1 windows from this many taps on H or W take the sparse table
+# (``wide_max_forward``).  (8, 256, 56, 56) float32 channels-first, against the
+# row kernels, 1 thread: k3 and k4 even, k5 0.76x the time, k9 0.52x, k13 0.35x.
+_WIDE_FROM = 5
+
+# Its padded-plane bound: channels-last planes, 2 threads, against van Herk and
+# the separable rows: 0.3-0.4x the time up to 1.2 MB planes, even at 1.35 MB
+# (k5), 1.4-2.6x slower at 3.6-4 MB.
+_WIDE_PLANE_BYTES = 1 << 20
 
 
 # van Herk keeps two plane-sized buffers per running task: above this plane

@@ -56,11 +56,14 @@ def cases():
         c[f"max sep 3d {tag}"] = lambda fp, r, s=cf: fp.max_pool3d(_x(r, s[:2] + (3,) + s[2:]), (2, 3, 2), (1, 2, 1), (1, 1, 0), ceil_mode=True)
         c[f"max cf wide window {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s), (9, 10), 1, (4, 5))
         c[f"max cf wide window same {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s), 10, 1, "same")
+        # the sparse table's NaN-aware passes, and its float16 bits on channels-last rows
+        c[f"max wide window nan {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(np.where(_x(r, s) > 1.0, np.nan, _x(r, s)).astype(np.float32), (5, 7), 1, (2, 3))
+        c[f"max wide window half cl {tag}"] = lambda fp, r, s=cl: fp.max_pool2d(_x(r, s).astype(np.float16), (6, 5), 1, (3, 2), layout="channels_last")
         # short vectors: 8-lane rows with a 4-lane output row, then 4-lane rows
         c[f"max cf vector rows {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s[:3] + (14,)), 2, 2)
         c[f"avg cf vector rows {tag}"] = lambda fp, r, s=cf: fp.avg_pool2d(_x(r, s[:3] + (7,)), 3, 1, 1)
         c[f"avg cf vector rows 3d {tag}"] = lambda fp, r, s=cf: fp.avg_pool3d(_x(r, s[:2] + (3,) + s[2:3] + (9,)), 3, (1, 1, 2), 1)
-        c[f"max van Herk cl {tag}"] = lambda fp, r, s=cl: fp.max_pool2d(_x(r, s), (1, 9), 1, (0, 4), layout="NHWC")
+        c[f"max van Herk cl {tag}"] = lambda fp, r, s=cl: fp.max_pool2d(_x(r, s), (1, 9), (1, 2), (0, 4), layout="NHWC")
         c[f"max sep cl few channels {tag}"] = lambda fp, r, s=cl[:3] + (3,): fp.max_pool2d(_x(r, s), 3, 2, 1, ceil_mode=True, layout="NHWC")
         c[f"max float16 {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s).astype(np.float16), 3, 2, 1)
         c[f"max cl direct {tag}"] = lambda fp, r, s=cl: fp.max_pool2d(_x(r, s), 3, 2, 1, dilation=(2, 1), layout="NHWC")

@@ -1,0 +1,110 @@
+"""Stride-1 max over wide windows (fastpool/_cpu.py ``wide_max_forward``, a
+sparse table of pairwise maxima) against the NumPy reference: values, NaN
+propagation, every dtype route, both layouts, padding, and the geometries
+that must not take it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastpool as fp
+from fastpool import _cpu
+
+from reference import max_pool
+
+# (spatial input, kernel, padding): square and oblong windows, one wide axis
+# with a narrow other, padding from none to the largest the rule allows
+GEOMETRIES = [
+    ((13, 29), 5, 2),
+    ((16, 19), 9, 4),
+    ((20, 21), 13, 6),
+    ((11, 17), (7, 3), (3, 1)),
+    ((9, 24), (1, 6), (0, 3)),
+    ((12, 10), (6, 1), (2, 0)),
+    ((10, 23), (4, 8), (2, 3)),
+]
+
+
+def _taken(monkeypatch):
+    seen = []
+    real = _cpu.pick
+
+    def spy(kernel, a, b):
+        seen.append(getattr(kernel, "__name__", getattr(getattr(kernel, "py_func", None), "__name__", "")))
+        return real(kernel, a, b)
+
+    monkeypatch.setattr(_cpu, "pick", spy)
+    return seen
+
+
+def _data(rng, shape, dtype):
+    x = rng.standard_normal(shape) * 40
+    if np.dtype(dtype).kind == "f":
+        x = x.astype(dtype)
+        flat = x.reshape(-1)
+        flat[rng.integers(0, flat.size, 3)] = np.nan
+        flat[rng.integers(0, flat.size, 3)] = -np.inf
+        flat[rng.integers(0, flat.size, 3)] = np.inf
+        # a plane of nothing but -inf and a plane with no NaN: both code paths
+        x[0, 0] = -np.inf
+        x[-1, -1] = np.where(np.isnan(x[-1, -1]), 1.0, x[-1, -1])
+        return x
+    info = np.iinfo(dtype)
+    x = np.clip(x, info.min, info.max).astype(dtype)
+    x.reshape(-1)[rng.integers(0, x.size, 2)] = info.min
+    x.reshape(-1)[rng.integers(0, x.size, 2)] = info.max
+    return x
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int8])
+@pytest.mark.parametrize("size,kernel,padding", GEOMETRIES)
+def test_wide_max_matches_reference(monkeypatch, size, kernel, padding, dtype, layout):
+    rng = np.random.default_rng(hash((size, str(kernel), np.dtype(dtype).name)) % 2**32)
+    x = _data(rng, (2, 3) + size, dtype)
+    want = max_pool(x.astype(np.float64) if dtype == np.float16 else x, 2, kernel, 1, padding)[0].astype(dtype)
+    xin = x if layout == "channels_first" else np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    before = xin.copy()
+    seen = _taken(monkeypatch)
+    got = fp.max_pool2d(xin, kernel, 1, padding, layout=layout)
+    assert "wide_max_forward" in seen
+    np.testing.assert_array_equal(xin, before)
+    if layout == "channels_last":
+        got = np.moveaxis(got, -1, 1)
+    assert got.dtype == x.dtype
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("ndim,shape,kernel,padding", [
+    (1, (2, 4, 40), 9, 4),
+    (3, (1, 2, 3, 12, 14), (1, 5, 7), (0, 2, 3)),
+])
+def test_wide_max_1d_and_3d_planes(monkeypatch, ndim, shape, kernel, padding):
+    x = _data(np.random.default_rng(ndim), shape, np.float32)
+    seen = _taken(monkeypatch)
+    got = getattr(fp, f"max_pool{ndim}d")(x, kernel, 1, padding)
+    assert "wide_max_forward" in seen
+    np.testing.assert_array_equal(got, max_pool(x, ndim, kernel, 1, padding)[0])
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: fp.max_pool2d(x, 4, 1, 1),                  # narrow on both axes
+    lambda x: fp.max_pool2d(x, 5, 2, 2),                  # stride 2
+    lambda x: fp.max_pool2d(x, 5, 1, 4, dilation=2),      # dilation
+    lambda x: fp.max_pool3d(x[:, :, None].repeat(3, 2), (2, 5, 5), 1, (0, 2, 2)),  # a window on D
+], ids=["k4", "stride2", "dilation2", "depth2"])
+def test_other_geometries_keep_the_row_kernels(monkeypatch, call):
+    x = _data(np.random.default_rng(5), (2, 3, 16, 18), np.float32)
+    seen = _taken(monkeypatch)
+    call(x)
+    assert "wide_max_forward" not in seen
+
+
+def test_wide_max_serial_twin_equals_parallel(monkeypatch):
+    x = _data(np.random.default_rng(6), (3, 5, 15, 22), np.float32)
+    monkeypatch.setattr(_cpu, "SERIAL_BELOW", 0)
+    parallel = fp.max_pool2d(x, (9, 5), 1, (4, 2))
+    monkeypatch.setattr(_cpu, "SERIAL_BELOW", 1 << 40)
+    serial = fp.max_pool2d(x, (9, 5), 1, (4, 2))
+    np.testing.assert_array_equal(parallel.view(np.uint32), serial.view(np.uint32))
