@@ -866,12 +866,12 @@ def vh_max_forward(x, out, C, lo1, nt1, K1, lo2, nt2, K2):
 
 def _wide_plane_fn(pair):
     @njit(inline="always")
-    def levels(src, step, K, n, t1, t2):
-        # -> (a, rs): the max of K taps ``step`` apart from src[i] is max(a[i], a[i + rs]), i < n
-        P = 1
+    def levels(src, P, step, K, n, d1, d2):
+        # src holds maxima of P taps; -> (a, rs): the max of K taps ``step`` apart
+        # from src[i] is max(a[i], a[i + rs]), i < n.  Writes d1, d2 in turn.
         a = src
-        dst = t1
-        other = t2
+        dst = d1
+        other = d2
         while 2 * P <= K:
             pair(a, 0, P * step, n + (K - 2 * P) * step, dst, 0)
             a = dst
@@ -881,16 +881,25 @@ def _wide_plane_fn(pair):
         return a, (K - P) * step
 
     @njit(inline="always")
-    def plane(x, xo, out, oo, H, WC, OH, OWC, C, ph, pwc, KH, KW, A, t1, t2, t3):
+    def plane(x, xo, out, oo, H, WC, OH, OWC, C, ph, pwc, KH, KW, t1, t2, t3, lowest):
+        # t1 holds the padded rows (KH == 1) or pairs of rows (the first H
+        # level, straight from x); only its interior is written here, and only
+        # H passes, which keep the padding columns' -inf, write it whole.
         WpC = OWC + (KW - 1) * C
-        for h in range(min(H, OH + KH - 1 - ph)):
-            pair(x, xo + h * WC, 0, WC, A, (h + ph) * WpC + pwc)
-        a, rs = levels(A, WpC, KH, OH * WpC, t1, t2)
-        u = A
+        for t in range(OH + KH - 1 if KH == 1 else OH + KH - 2):
+            h = t - ph
+            d = t * WpC + pwc
+            lo, hi = max(h, 0), min(h + min(KH, 2), H)
+            if hi > lo:
+                pair(x, xo + lo * WC, WC if hi - lo == 2 else 0, WC, t1, d)
+            else:
+                t1[d:d + WC] = lowest
+        u = t1
         if KH > 1:
-            pair(a, 0, rs, OH * WpC, t3, 0)
+            a, rs = levels(t1, 2, WpC, KH, OH * WpC, t2, t1)
             u = t3
-        b, rw = levels(u, C, KW, (OH - 1) * WpC + OWC, t1, t2)
+            pair(a, 0, rs, OH * WpC, t3, 0)
+        b, rw = levels(u, 1, C, KW, (OH - 1) * WpC + OWC, t2, t3)
         for oh in range(OH):
             pair(b, oh * WpC, rw, OWC, out, oo + oh * OWC)
 
@@ -912,17 +921,15 @@ def wide_max_forward(x, out, H, WC, OH, OWC, C, ph, pw, KH, KW, lowest):
     nch = _chunks(planes)
     for ch in prange(nch):
         ch = np.int64(ch)
-        # A holds the padded plane: its padding is written once, never overwritten
-        A = np.full(cells, lowest)
-        t1 = np.empty(cells, x.dtype)
+        t1 = np.full(cells, lowest)
         t2 = np.empty(cells, x.dtype)
         t3 = np.empty(cells, x.dtype)
         for p in range(ch * planes // nch, (ch + 1) * planes // nch):
             xo, oo = p * HWC, p * OH * OWC
             if _simd.any_nan(x, xo, HWC):
-                _wide_plane(x, xo, out, oo, H, WC, OH, OWC, C, ph, pw * C, KH, KW, A, t1, t2, t3)
+                _wide_plane(x, xo, out, oo, H, WC, OH, OWC, C, ph, pw * C, KH, KW, t1, t2, t3, lowest)
             else:
-                _wide_plane_nonan(x, xo, out, oo, H, WC, OH, OWC, C, ph, pw * C, KH, KW, A, t1, t2, t3)
+                _wide_plane_nonan(x, xo, out, oo, H, WC, OH, OWC, C, ph, pw * C, KH, KW, t1, t2, t3, lowest)
 
 
 # ----------------------------------------------------------------------------- channels-last direct
