@@ -282,14 +282,16 @@ def scatter_max_backward(g, idx, gx):
     B, O, C = g.shape
     S = gx.shape[1]
     if C == 1:
+        # each plane is summed in a cached buffer and streamed out once
+        gf = gx.reshape(-1)
         for b in prange(B):
             b = np.int64(b)
-            gp = gx[b, :, 0]
-            gp[:] = 0.0
+            gp = np.zeros(S, gx.dtype)
             ib = idx[b, :, 0]
             go = g[b, :, 0]
             for o in range(O):
                 gp[_u(ib[o])] += go[o]
+            _simd.stream(gp, 0, gf, b * S, S)
         return
     cb = 16 if C > 16 else C
     nblk = (C + cb - 1) // cb
@@ -1065,6 +1067,46 @@ def _col_wins(v, r, best, br):
     return (v > best) or (v == best and r < br)
 
 
+@njit(inline="always")
+def _argmax_rows(x, b, od, oh, buf, brow, lo0, nt0, d0, lo1, nt1, d1):
+    """The window rows of output row (b, od, oh) reduced per column into
+    ``buf`` (value) and ``brow`` (its row ``z*H + y``), taps in row-major order."""
+    H, W = x.shape[2], x.shape[3]
+    first = True
+    for i in range(nt0[od]):
+        z = lo0[od] + i * d0
+        for j in range(nt1[oh]):
+            y = lo1[oh] + j * d1
+            row = x[b, z, y]
+            rid = z * H + y
+            if first:
+                buf[:] = row
+                brow[:] = rid
+                first = False
+            else:
+                for w in range(W):
+                    v = row[w]
+                    take = (v > buf[w]) or (v != v)
+                    buf[w] = v if take else buf[w]
+                    brow[w] = rid if take else brow[w]
+
+
+@njit(inline="always")
+def _argmax_col(buf, brow, lo2, nt2, d2, ow, W):
+    """-> (max, flat index) of output column ``ow`` from ``_argmax_rows``'s buffers."""
+    c0 = lo2[ow]
+    best = buf[c0]
+    br = brow[c0]
+    bc = c0
+    for k in range(1, nt2[ow]):
+        cc = c0 + k * d2
+        if _col_wins(buf[cc], brow[cc], best, br):
+            best = buf[cc]
+            br = brow[cc]
+            bc = cc
+    return best, br * W + bc
+
+
 @_jit
 def sep_argmax_forward(x, out, idx, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2):
     """Channels-first (B, D, H, W) planes; out/idx (B, OD, OH, OW)."""
@@ -1081,38 +1123,37 @@ def sep_argmax_forward(x, out, idx, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2):
         for r in range(r0, (ch + 1) * total // nch):
             if r > r0:
                 b, od, oh = _next_row(b, od, oh, OD, OH)
-            first = True
-            for i in range(nt0[od]):
-                z = lo0[od] + i * d0
-                for j in range(nt1[oh]):
-                    y = lo1[oh] + j * d1
-                    row = x[b, z, y]
-                    rid = z * H + y
-                    if first:
-                        buf[:] = row
-                        brow[:] = rid
-                        first = False
-                    else:
-                        for w in range(W):
-                            v = row[w]
-                            take = (v > buf[w]) or (v != v)
-                            buf[w] = v if take else buf[w]
-                            brow[w] = rid if take else brow[w]
+            _argmax_rows(x, b, od, oh, buf, brow, lo0, nt0, d0, lo1, nt1, d1)
             orow = out[b, od, oh]
             irow = idx[b, od, oh]
             for ow in range(OW):
-                c0 = lo2[ow]
-                best = buf[c0]
-                br = brow[c0]
-                bc = c0
-                for k in range(1, nt2[ow]):
-                    cc = c0 + k * d2
-                    if _col_wins(buf[cc], brow[cc], best, br):
-                        best = buf[cc]
-                        br = brow[cc]
-                        bc = cc
-                orow[ow] = best
-                irow[ow] = br * W + bc
+                orow[ow], irow[ow] = _argmax_col(buf, brow, lo2, nt2, d2, ow, W)
+
+
+@_jit
+def cf_max_backward(x, g, gx, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2):
+    """Gradient of channels-first max without saved indices: x (B, D, H, W),
+    g (B, OD, OH, OW), gx (B, D*H*W).  Each plane's argmax is found as
+    ``sep_argmax_forward`` finds it and its gradient added straight away, in
+    output order as ``scatter_max_backward`` adds it (the same bits), so
+    neither the maxima nor the indices go through memory."""
+    B, D, H, W = x.shape
+    OD, OH, OW = g.shape[1], g.shape[2], g.shape[3]
+    S = D * H * W
+    gf = gx.reshape(-1)
+    for b in prange(B):
+        b = np.int64(b)
+        buf = np.empty(W, x.dtype)
+        brow = np.empty(W, np.int64)
+        gp = np.zeros(S, gx.dtype)
+        for od in range(OD):
+            for oh in range(OH):
+                _argmax_rows(x, b, od, oh, buf, brow, lo0, nt0, d0, lo1, nt1, d1)
+                grow = g[b, od, oh]
+                for ow in range(OW):
+                    k = _argmax_col(buf, brow, lo2, nt2, d2, ow, W)[1]
+                    gp[_u(k)] += grow[ow]
+        _simd.stream(gp, 0, gf, b * S, S)
 
 
 @_jit

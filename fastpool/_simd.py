@@ -269,6 +269,53 @@ def _plane_sum(L):
     return plane_sum
 
 
+def _stream():
+    """``dst[d0:d0 + n] = src[s0:s0 + n]`` with non-temporal stores from the
+    first 64-byte boundary of dst on (plain ones before it and for the last
+    partial vector), then a fence: a result written once and not read back
+    soon skips the read that a cached store of a line not in cache costs."""
+
+    @intrinsic
+    def stream(typingctx, src, s0, dst, d0, n):
+        def codegen(context, builder, sig, args):
+            sty, dty = sig.args[0], sig.args[2]
+            sp, dp = _data(context, builder, sty, args[0]), _data(context, builder, dty, args[2])
+            s_0, d_0, cnt = (_i64(context, builder, sig.args[i], args[i]) for i in (1, 3, 4))
+            e = context.get_data_type(dty.dtype)
+            es = context.get_abi_sizeof(e)
+            L = 64 // es
+            vt = ir.VectorType(e, L)
+            addr = builder.ptrtoint(builder.gep(dp, [d_0]), _I64)
+            head = builder.udiv(builder.and_(builder.sub(ir.Constant(_I64, 64), builder.and_(addr, ir.Constant(_I64, 63))),
+                                             ir.Constant(_I64, 63)), ir.Constant(_I64, es))
+            head = builder.select(builder.icmp_signed("<", cnt, head), cnt, head)
+            nv = builder.sdiv(builder.sub(cnt, head), ir.Constant(_I64, L))
+            body_end = builder.add(head, builder.mul(nv, ir.Constant(_I64, L)))
+            nt = builder.module.add_metadata([ir.Constant(_I32, 1)])
+
+            def scalar(i):
+                v = builder.load(builder.gep(sp, [builder.add(s_0, i)]))
+                builder.store(v, builder.gep(dp, [builder.add(d_0, i)]))
+
+            with cgutils.for_range_slice(builder, ir.Constant(_I64, 0), head, ir.Constant(_I64, 1), inc=True) as (i, _):
+                scalar(i)
+            with cgutils.for_range_slice(builder, head, body_end, ir.Constant(_I64, L), inc=True) as (i, _):
+                v = _load(builder, sp, builder.add(s_0, i), vt, es)
+                st = builder.store(v, builder.bitcast(builder.gep(dp, [builder.add(d_0, i)]), vt.as_pointer()), align=64)
+                st.set_metadata("nontemporal", nt)
+            with cgutils.for_range_slice(builder, body_end, cnt, ir.Constant(_I64, 1), inc=True) as (i, _):
+                scalar(i)
+            builder.fence("seq_cst")
+            return context.get_dummy_value()
+
+        return types.void(src, s0, dst, d0, n), codegen
+
+    return stream
+
+
+_STREAM = _stream()
+
+
 def _any_nan(L):
     """Whether ``x[o0:o0 + n]`` (``n >= L``) holds a NaN (uint16: float16 bits);
     False for integers without reading them."""
@@ -434,6 +481,15 @@ def any_nan(x, o0, n):
     if _CHECK:
         _span(x, o0, n)
     return _ANY_NAN8(x, o0, n)
+
+
+@njit(inline="always")
+def stream(src, s0, dst, d0, n):
+    """``dst[d0:d0 + n] = src[s0:s0 + n]`` past the caches (see ``_stream``)."""
+    if _CHECK:
+        _span(src, s0, n)
+        _span(dst, d0, n)
+    _STREAM(src, s0, dst, d0, n)
 
 
 _PLANE_SUM8 = _plane_sum(8)

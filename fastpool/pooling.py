@@ -275,6 +275,11 @@ def _to_user(cn: Canon, gx5: np.ndarray, out=None) -> np.ndarray:
 def _max_backward(cn: Canon, axes, grad_output, indices, op, out=None):
     g5, gx5 = _grad_buffers(cn, grad_output, axes, op, out)
     osp = [t.out for t in axes]
+    if indices is None and gx5.size and cn.x5.shape[4] == 1:
+        xin = kernel_input(cn)
+        _cpu.pick(_cpu.cf_max_backward, xin, gx5)(xin[..., 0], g5[..., 0], gx5.reshape(gx5.shape[0], -1),
+                                                  *tables(axes))
+        return _to_user(cn, gx5, out)
     if indices is None:
         _, idx = _max(cn, axes, True)
     else:

@@ -87,6 +87,12 @@ def cases():
             return fp.max_pool2d_backward(_x(r, y.shape), x, 3, 2, 1, ceil_mode=True)
         c[f"max backward cf {tag}"] = max_bw
 
+        def max_bw_idx(fp, r, s=cf):
+            x = _x(r, s)
+            y, i = fp.max_pool2d(x, 3, (1, 2), 1, return_indices=True)
+            return fp.max_pool2d_backward(_x(r, y.shape), x, 3, (1, 2), 1, indices=i)
+        c[f"max backward cf indices {tag}"] = max_bw_idx
+
         def max_bw_cl(fp, r, s=cl):
             x = _x(r, s)
             y, i = fp.max_pool2d(x, 2, 1, 1, return_indices=True, layout="NHWC")
