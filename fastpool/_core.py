@@ -196,6 +196,16 @@ def cf_row_args(axes):
             np.int64(s), np.int64(k)]
 
 
+def quad_rows(axes) -> bool:
+    """Whether every window is a whole 2x2 block at stride 2 on H and W with none
+    on D: ``cf_sum_forward`` then averages straight from the input rows
+    (``uniform`` 3), with no row buffer."""
+    t0, t1, t2 = geo.padded3(axes)
+    return (len(axes) >= 2 and bool(np.all(t0.taps == 1)) and t2.out >= 4
+            and all(t.stride == 2 and t.kernel == 2 and t.step == 1 and t.pads[0] == 0 and bool(np.all(t.taps == 2))
+                    for t in (t1, t2)))
+
+
 def flat4(a5: np.ndarray) -> np.ndarray:
     """``(B, D, H, W, C) -> (B, D, H, W*C)``: rows as contiguous W*C runs."""
     b, d, h, w, c = a5.shape

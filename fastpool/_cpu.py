@@ -622,7 +622,13 @@ def cf_max_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2,
         pm = np.empty(OW + K + 1, x.dtype)
         ev = np.empty(OW + K + 1, x.dtype)
         r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
-        if uniform == 2:
+        if uniform == 3:
+            # 2x2 stride-2 windows, every one whole (``_core.quad_rows``)
+            for r in range(r0, r1):
+                if r > r0:
+                    b, od, oh = _next_row(b, od, oh, OD, OH)
+                _simd.max_quads(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, W, out, r * OW, OW)
+        elif uniform == 2:
             _cf_max_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s, K)
         else:
             for r in range(r0, r1):
@@ -674,7 +680,13 @@ def cf_sum_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2,
         ps = np.empty(OW + K + 1, np.float64)
         ev = np.empty(OW + K + 1, np.float64)
         r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
-        if uniform == 2 and pmode == 0 and fmode == 0:
+        if uniform == 3:
+            # 2x2 stride-2 averages, every window whole (``_core.quad_rows``)
+            for r in range(r0, r1):
+                if r > r0:
+                    b, od, oh = _next_row(b, od, oh, OD, OH)
+                _simd.avg_quads(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, W, out, r * OW, rdiv[od, oh], OW)
+        elif uniform == 2 and pmode == 0 and fmode == 0:
             _cf_avg_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s, K,
                         rdiv)
         else:

@@ -269,6 +269,57 @@ def _plane_sum(L):
     return plane_sum
 
 
+def _quads(L, kind):
+    """A whole output row of 2x2 stride-2 windows: 'sum': ``out[oo + o] = ((x[a + 2o] +
+    x[a + rs + 2o]) + (x[a + 2o + 1] + x[a + rs + 2o + 1])) * mul[o]`` in float64
+    for ``o < OW`` (``OW >= L``), rounded to out's type; 'max' the same with
+    ``_vmax`` (``mul`` unused): the order of the rows then the windows passes,
+    with no row buffer between them."""
+
+    @intrinsic
+    def quads(typingctx, x, a, rs, out, oo, mul, OW):
+        def codegen(context, builder, sig, args):
+            xty, oty, mty = sig.args[0], sig.args[3], sig.args[5]
+            xp, op, mp = (_data(context, builder, sig.args[i], args[i]) for i in (0, 3, 5))
+            a_0, r_s, o_o, n_o = (_i64(context, builder, sig.args[i], args[i]) for i in (1, 2, 4, 6))
+            xe, oe, me = (context.get_data_type(t.dtype) for t in (xty, oty, mty))
+            xal, oal, mal = (context.get_abi_sizeof(e) for e in (xe, oe, me))
+            wide = ir.VectorType(xe, 2 * L)
+            even = ir.Constant(ir.VectorType(_I32, L), [2 * j for j in range(L)])
+            odd = ir.Constant(ir.VectorType(_I32, L), [2 * j + 1 for j in range(L)])
+            two = ir.Constant(_I64, 2)
+
+            def block(o):
+                i = builder.add(a_0, builder.mul(o, two))
+                r0 = _load(builder, xp, i, wide, xal)
+                r1 = _load(builder, xp, builder.add(i, r_s), wide, xal)
+                if kind == "max":
+                    r = _vmax(builder, r0, r1, xty.dtype)
+                    und = ir.Constant(r.type, ir.Undefined)
+                    res = _vmax(builder, builder.shuffle_vector(r, und, even), builder.shuffle_vector(r, und, odd),
+                                xty.dtype)
+                else:
+                    r0 = _convert(builder, r0, xty.dtype, types.float64, 2 * L)
+                    r1 = _convert(builder, r1, xty.dtype, types.float64, 2 * L)
+                    r = builder.fadd(r0, r1)
+                    und = ir.Constant(r.type, ir.Undefined)
+                    t = builder.fadd(builder.shuffle_vector(r, und, even), builder.shuffle_vector(r, und, odd))
+                    m = _convert(builder, _load(builder, mp, o, ir.VectorType(me, L), mal), mty.dtype, types.float64, L)
+                    res = _convert(builder, builder.fmul(t, m), types.float64, oty.dtype, L)
+                _store(builder, res, op, builder.add(o_o, o), oal)
+
+            _blocks(builder, n_o, L, block)
+            return context.get_dummy_value()
+
+        return types.void(x, a, rs, out, oo, mul, OW), codegen
+
+    return quads
+
+
+_QUADS8, _QUADS4 = _quads(8, "sum"), _quads(4, "sum")
+_MAXQUADS8, _MAXQUADS4 = _quads(8, "max"), _quads(4, "max")
+
+
 def _stream():
     """``dst[d0:d0 + n] = src[s0:s0 + n]`` with non-temporal stores from the
     first 64-byte boundary of dst on (plain ones before it and for the last
@@ -481,6 +532,33 @@ def any_nan(x, o0, n):
     if _CHECK:
         _span(x, o0, n)
     return _ANY_NAN8(x, o0, n)
+
+
+@njit(inline="always")
+def avg_quads(x, a, rs, out, oo, mul, OW):
+    """2x2 stride-2 averages of rows ``x[a:]`` and ``x[a + rs:]`` (see ``_quads``), ``OW >= 4``."""
+    if _CHECK:
+        _span(out, oo, OW)
+        _span(mul, 0, OW)
+        _span(x, a, 2 * OW)
+        _span(x, a + rs, 2 * OW)
+    if OW < 8:
+        _QUADS4(x, a, rs, out, oo, mul, OW)
+    else:
+        _QUADS8(x, a, rs, out, oo, mul, OW)
+
+
+@njit(inline="always")
+def max_quads(x, a, rs, out, oo, OW):
+    """2x2 stride-2 maxima of rows ``x[a:]`` and ``x[a + rs:]`` (see ``_quads``), ``OW >= 4``."""
+    if _CHECK:
+        _span(out, oo, OW)
+        _span(x, a, 2 * OW)
+        _span(x, a + rs, 2 * OW)
+    if OW < 8:
+        _MAXQUADS4(x, a, rs, out, oo, out, OW)
+    else:
+        _MAXQUADS8(x, a, rs, out, oo, out, OW)
 
 
 @njit(inline="always")

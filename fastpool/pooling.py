@@ -19,7 +19,7 @@ import numpy as np
 from . import _cpu
 from . import _geometry as geo
 from ._core import (Canon, as_array, canon_grad, canonical, check_shape, check_rank, check_grad, check_indices, compute_dtype,
-                    covers, cf_row_args, divisor, flat4, float_backward_input, interior_args, kernel_input,
+                    covers, cf_row_args, quad_rows, divisor, flat4, float_backward_input, interior_args, kernel_input,
                     public, tables)
 from ._spec import (AdaptiveSpec, adaptive_spec, is_int, norm_type_value, normalize_layout,
                     window_spec)
@@ -138,8 +138,11 @@ def _max(cn: Canon, axes, want_idx: bool, out=None):
         elif out5.size and xin.shape[4] >= _CL_DIRECT_FROM and _window_cells(axes) <= _CL_DIRECT_CELLS:
             _cpu.pick(_cpu.cl_max_forward, xin, out5)(xin, out5, *tables(axes))
         elif out5.size and xin.shape[4] == 1:
+            rows = cf_row_args(axes)
+            if quad_rows(axes):
+                rows[0] = np.int64(3)
             _cpu.pick(_cpu.cf_max_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
-                                                      *tables(axes), *cf_row_args(axes), _lowest(xin.dtype))
+                                                      *tables(axes), *rows, _lowest(xin.dtype))
         elif out5.size:
             _cpu.pick(_cpu.sep_max_forward, xin, out5)(flat4(xin), flat4(out5), np.int64(xin.shape[4]), *tables(axes),
                                  *interior_args(axes))
@@ -251,9 +254,11 @@ def _sum_forward(xin, out5, pmode, p, fmode, div, area, axes):
         _cpu.pick(_cpu.cl_sum_forward, xin, out5)(xin, out5, pmode, float(p), fmode, rdiv, float(area), *tables(axes))
         return
     if xin.shape[4] == 1:
+        rows = cf_row_args(axes)
+        if pmode == 0 and fmode == 0 and quad_rows(axes):
+            rows[0] = np.int64(3)
         _cpu.pick(_cpu.cf_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
-                                                  *tables(axes), *cf_row_args(axes), pmode, float(p), fmode, rdiv,
-                                                  float(area))
+                                                  *tables(axes), *rows, pmode, float(p), fmode, rdiv, float(area))
         return
     _cpu.pick(_cpu.sep_sum_forward, xin, out5)(flat4(xin), flat4(out5), np.int64(xin.shape[4]), pmode, float(p), fmode,
                          rdiv, float(area), *tables(axes), *interior_args(axes))

@@ -56,6 +56,11 @@ def cases():
         c[f"max sep 3d {tag}"] = lambda fp, r, s=cf: fp.max_pool3d(_x(r, s[:2] + (3,) + s[2:]), (2, 3, 2), (1, 2, 1), (1, 1, 0), ceil_mode=True)
         c[f"max cf wide window {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s), (9, 10), 1, (4, 5))
         c[f"max cf wide window same {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s), 10, 1, "same")
+        # whole 2x2 stride-2 windows straight from the rows: 8-lane rows with an overlapping
+        # last block, 4-lane rows, and planes of a 3-D input
+        c[f"max cf quads {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s[:2] + (6, 19)), 2, 2)
+        c[f"avg cf quads 4-lane {tag}"] = lambda fp, r, s=cf: fp.avg_pool2d(_x(r, s[:2] + (5, 12)), 2)
+        c[f"avg cf quads 3d {tag}"] = lambda fp, r, s=cf: fp.avg_pool3d(_x(r, s[:2] + (3, 4, 18)), (1, 2, 2), (2, 2, 2))
         # the sparse table's NaN-aware passes, and its float16 bits on channels-last rows
         c[f"max wide window nan {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(np.where(_x(r, s) > 1.0, np.nan, _x(r, s)).astype(np.float32), (5, 7), 1, (2, 3))
         c[f"max wide window half cl {tag}"] = lambda fp, r, s=cl: fp.max_pool2d(_x(r, s).astype(np.float16), (6, 5), 1, (3, 2), layout="channels_last")
