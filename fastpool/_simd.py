@@ -322,9 +322,10 @@ _MAXQUADS8, _MAXQUADS4 = _quads(8, "max"), _quads(4, "max")
 
 def _stream():
     """``dst[d0:d0 + n] = src[s0:s0 + n]`` with non-temporal stores from the
-    first 64-byte boundary of dst on (plain ones before it and for the last
-    partial vector), then a fence: a result written once and not read back
-    soon skips the read that a cached store of a line not in cache costs."""
+    first 64-byte boundary of dst on (plain ones before it, for the last
+    partial vector, and for all of a dst misaligned to its element size), then
+    a fence: a result written once and not read back soon skips the read that
+    a cached store of a line not in cache costs."""
 
     @intrinsic
     def stream(typingctx, src, s0, dst, d0, n):
@@ -340,6 +341,9 @@ def _stream():
             head = builder.udiv(builder.and_(builder.sub(ir.Constant(_I64, 64), builder.and_(addr, ir.Constant(_I64, 63))),
                                              ir.Constant(_I64, 63)), ir.Constant(_I64, es))
             head = builder.select(builder.icmp_signed("<", cnt, head), cnt, head)
+            # a dst not aligned to its own elements never reaches a 64-byte boundary
+            odd_dst = builder.icmp_unsigned("!=", builder.and_(addr, ir.Constant(_I64, es - 1)), ir.Constant(_I64, 0))
+            head = builder.select(odd_dst, cnt, head)
             nv = builder.sdiv(builder.sub(cnt, head), ir.Constant(_I64, L))
             body_end = builder.add(head, builder.mul(nv, ir.Constant(_I64, L)))
             nt = builder.module.add_metadata([ir.Constant(_I32, 1)])

@@ -132,3 +132,31 @@ def test_out_overlapping_an_input_is_refused_and_the_input_kept(fn):
 def test_out_with_indices_is_refused():
     with pytest.raises(PoolingError, match="out= takes the pooled values only"):
         fp.max_pool2d(X, 2, return_indices=True, out=np.empty((2, 3, 4, 4), np.float32))
+
+
+def _misaligned(shape, dtype, offset):
+    """A C-contiguous, writeable array whose data starts ``offset`` bytes past an aligned one."""
+    n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    return np.ndarray(shape, dtype, buffer=np.zeros(n + 128, np.uint8), offset=offset)
+
+
+@pytest.mark.parametrize("offset", [1, 3, 4, 36], ids=lambda o: f"offset{o}")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_misaligned_out_matches_reference(offset, dtype):
+    """out= at any byte offset (a view into a byte buffer): the streamed
+    non-temporal stores of the max backward need 64-byte alignment, which a
+    buffer misaligned to its element size never reaches (it crashed before)."""
+    x = (np.random.default_rng(4).standard_normal((4, 8, 30, 26)) * 10).astype(dtype)
+    xr = x.astype(np.float64)
+    y, idx = fp.max_pool2d(x, 3, 2, 1, return_indices=True)
+    g = np.random.default_rng(5).standard_normal(y.shape).astype(dtype)
+    want = ref.max_pool_backward(g.astype(np.float64), xr, 2, 3, 2, 1)
+    tol = {"float64": 1e-12, "float32": 1e-5}[dtype]
+    for kw in (dict(indices=idx), {}):
+        out = _misaligned(x.shape, dtype, offset)
+        assert fp.max_pool2d_backward(g, x, 3, 2, 1, out=out, **kw) is out
+        np.testing.assert_allclose(out, want, rtol=tol, atol=tol * np.abs(want).max())
+    for f, r in ((fp.max_pool2d, lambda: ref.max_pool(xr, 2, 2, 2)[0]), (fp.avg_pool2d, lambda: ref.avg_pool(xr, 2, 2, 2))):
+        out = _misaligned((4, 8, 15, 13), dtype, offset)
+        assert f(x, 2, 2, out=out) is out
+        np.testing.assert_allclose(out, r(), rtol=tol)
