@@ -180,11 +180,14 @@ def interior_args(axes):
     return [np.int64(v) for v in geo.interior(geo.padded3(axes)[2])]
 
 
-def cf_row_args(axes):
+def cf_row_args(axes, quads=False):
     """W-axis geometry for the channels-first row kernels: ``uniform`` (windows
     ``o*stride`` in a buffer holding the row at ``pl``; 2 when the rows also take
     the short-vector loop: stride 1 or 2, 4+ cells in and out, 8+ in for 3-D
-    windows), ``pl``, the buffer length, stride and kernel."""
+    windows; with ``quads``, 3 where ``quad_rows`` holds), ``pl``, the buffer
+    length, stride and kernel."""
+    if quads and quad_rows(axes):
+        return [np.int64(3)] + cf_row_args(axes)[1:]
     t0, _, t = geo.padded3(axes)
     if not t.stride:
         return [np.int64(0), np.int64(0), np.int64(t.n), np.int64(1), np.int64(t.taps.max())]
@@ -198,8 +201,9 @@ def cf_row_args(axes):
 
 def quad_rows(axes) -> bool:
     """Whether every window is a whole 2x2 block at stride 2 on H and W with none
-    on D: ``cf_sum_forward`` then averages straight from the input rows
-    (``uniform`` 3), with no row buffer."""
+    on D: ``cf_max_forward`` and ``cf_sum_forward`` (plain averages) then read
+    both rows and both taps straight from the input (``uniform`` 3), with no
+    row buffer."""
     t0, t1, t2 = geo.padded3(axes)
     return (len(axes) >= 2 and bool(np.all(t0.taps == 1)) and t2.out >= 4
             and all(t.stride == 2 and t.kernel == 2 and t.step == 1 and t.pads[0] == 0 and bool(np.all(t.taps == 2))

@@ -19,7 +19,7 @@ import numpy as np
 from . import _cpu
 from . import _geometry as geo
 from ._core import (Canon, as_array, canon_grad, canonical, check_shape, check_rank, check_grad, check_indices, compute_dtype,
-                    covers, cf_row_args, quad_rows, divisor, flat4, float_backward_input, interior_args, kernel_input,
+                    covers, cf_row_args, divisor, flat4, float_backward_input, interior_args, kernel_input,
                     public, tables)
 from ._spec import (AdaptiveSpec, adaptive_spec, is_int, norm_type_value, normalize_layout,
                     window_spec)
@@ -92,7 +92,7 @@ def _wide_args(axes, C: int, itemsize: int):
     """``wide_max_forward``'s geometry when it applies: stride 1 and dilation 1
     on H and W, no window on D, a window of ``_WIDE_FROM`` cells or more on one
     axis, padding shorter than the window, rows of 8+ cells in and out, and
-    padded planes small enough for its four buffers; else None."""
+    padded planes small enough for its three buffers; else None."""
     t0, t1, t2 = geo.padded3(axes)
     if t0.taps.max() != 1 or t0.out != t0.n:
         return None
@@ -138,11 +138,9 @@ def _max(cn: Canon, axes, want_idx: bool, out=None):
         elif out5.size and xin.shape[4] >= _CL_DIRECT_FROM and _window_cells(axes) <= _CL_DIRECT_CELLS:
             _cpu.pick(_cpu.cl_max_forward, xin, out5)(xin, out5, *tables(axes))
         elif out5.size and xin.shape[4] == 1:
-            rows = cf_row_args(axes)
-            if quad_rows(axes):
-                rows[0] = np.int64(3)
             _cpu.pick(_cpu.cf_max_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
-                                                      *tables(axes), *rows, _lowest(xin.dtype))
+                                                      *tables(axes), *cf_row_args(axes, quads=True),
+                                                      _lowest(xin.dtype))
         elif out5.size:
             _cpu.pick(_cpu.sep_max_forward, xin, out5)(flat4(xin), flat4(out5), np.int64(xin.shape[4]), *tables(axes),
                                  *interior_args(axes))
@@ -254,11 +252,9 @@ def _sum_forward(xin, out5, pmode, p, fmode, div, area, axes):
         _cpu.pick(_cpu.cl_sum_forward, xin, out5)(xin, out5, pmode, float(p), fmode, rdiv, float(area), *tables(axes))
         return
     if xin.shape[4] == 1:
-        rows = cf_row_args(axes)
-        if pmode == 0 and fmode == 0 and quad_rows(axes):
-            rows[0] = np.int64(3)
         _cpu.pick(_cpu.cf_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
-                                                  *tables(axes), *rows, pmode, float(p), fmode, rdiv, float(area))
+                                                  *tables(axes), *cf_row_args(axes, quads=pmode == 0 and fmode == 0),
+                                                  pmode, float(p), fmode, rdiv, float(area))
         return
     _cpu.pick(_cpu.sep_sum_forward, xin, out5)(flat4(xin), flat4(out5), np.int64(xin.shape[4]), pmode, float(p), fmode,
                          rdiv, float(area), *tables(axes), *interior_args(axes))
