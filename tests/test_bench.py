@@ -62,6 +62,9 @@ def test_results_structure(results, tmp_path):
     def ok_stats(st):
         assert st["n"] == 3 == len(st["samples_ms"])
         assert st["min_ms"] <= st["q1_ms"] <= st["median_ms"] <= st["q3_ms"] <= st["max_ms"]
+        # three rounds of one back-to-back call, each after its own first call
+        ap = st["after_pause"]
+        assert ap["n"] == 3 and ap["min_ms"] <= ap["median_ms"] <= ap["max_ms"]
 
     ok_stats(c["fastpool"])
     # every peer computed the same thing as fastpool and was timed
@@ -72,6 +75,8 @@ def test_results_structure(results, tmp_path):
     medians = {n: p["median_ms"] for n, p in c["peers"].items()}
     assert c["best_peer"] == min(medians, key=medians.get)
     assert c["ratio"] == pytest.approx(c["fastpool"]["median_ms"] / medians[c["best_peer"]])
+    idle = min(p["after_pause"]["median_ms"] for p in c["peers"].values())
+    assert c["ratio_after_pause"] == pytest.approx(c["fastpool"]["after_pause"]["median_ms"] / idle)
     assert c["gbps"] == pytest.approx(c["bytes"] / c["fastpool"]["median_ms"] / 1e6)
     assert c["copy_fraction"] == pytest.approx(c["gbps"] / res["copy_bandwidth"]["gbps"])
 
@@ -122,3 +127,26 @@ def test_bench_report_command(results, tmp_path, capsys):
     else:
         assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert "![fastpool and the fastest peer per case](speed.png)" in readme.read_text()
+
+
+def test_measure_blocks_pause_then_back_to_back_calls(monkeypatch):
+    """Each block is one pause, one call recorded apart, then back-to-back calls;
+    blocks of the callables alternate, and every callable gets its repetitions."""
+    log = []
+    monkeypatch.setattr(bench.time, "sleep", lambda s: log.append(("pause", s)))
+    fns = {n: (lambda n=n: log.append(n)) for n in ("a", "b")}
+    st = bench.measure(fns, min_reps=7, max_reps=7, budget_s=0, warmup=1, pause_s=0.01, rounds=3)
+    assert log[:2] == ["a", "b"]  # warm-up
+    blocks, cur = [], None
+    for e in log[2:]:
+        if isinstance(e, tuple):
+            cur = []
+            blocks.append(cur)
+        else:
+            cur.append(e)
+    # 7 back-to-back calls in blocks of ceil(7 / 3) = 3: 3 + 3 + 1, each block one call longer
+    assert [len(b) for b in blocks] == [4, 4, 4, 4, 2, 2]
+    assert [b[0] for b in blocks] == ["a", "b", "b", "a", "a", "b"]
+    assert all(len(set(b)) == 1 for b in blocks)
+    for n in fns:
+        assert st[n]["n"] == 7 and st[n]["after_pause"]["n"] == 3
