@@ -164,18 +164,18 @@ def _avg(cn: Canon, axes, div: np.ndarray, out=None):
     return _finish(cn, out5, axes, _out_dtype(cn, "avg"), out)
 
 
-def _lp(cn: Canon, axes, p: float, mode: int, div: np.ndarray, area: float, keep5=False):
+def _lp(cn: Canon, axes, p: float, mode: int, div: np.ndarray, area: float, keep5=False, out=None):
     xin = kernel_input(cn)
     osp = [t.out for t in axes]
     dt = compute_dtype(_out_dtype(cn, "lp"))
-    out5 = np.empty(cn.canon_shape(osp), dt)
+    out5 = np.empty(cn.canon_shape(osp), dt) if keep5 else _target(out, cn.canon_shape(osp), dt)
     if out5.size:
         pmode = 2 if mode == LP_TORCH else 1
         fmode = {LP_ONNX: 1, LP_TORCH: 2, LP_MEAN: 3}[mode]
         _sum_forward(xin, out5, pmode, p, fmode, div, area, axes)
     if keep5:
         return out5
-    return _finish(cn, out5, axes, _out_dtype(cn, "lp"))
+    return _finish(cn, out5, axes, _out_dtype(cn, "lp"), out)
 
 
 # Channels-last with at least this many channels reduces C-vectors per tap
@@ -303,13 +303,13 @@ def _avg_backward(cn: Canon, axes, grad_output, div, op, out=None):
     return _to_user(cn, gx5, out)
 
 
-def _lp_backward(cn: Canon, axes, grad_output, p, mode, div, area, op):
-    g5, gx5 = _grad_buffers(cn, grad_output, axes, op)
+def _lp_backward(cn: Canon, axes, grad_output, p, mode, div, area, op, out=None):
+    g5, gx5 = _grad_buffers(cn, grad_output, axes, op, out)
     if gx5.size:
         out5 = _lp(cn, axes, p, mode, div, area, keep5=True)
         _cpu.pick(_cpu.lp_backward, g5, gx5)(g5, kernel_input(cn), out5, gx5, float(p), mode, div, float(area),
                          *covers(axes))
-    return _to_user(cn, gx5)
+    return _to_user(cn, gx5, out)
 
 
 # ----------------------------------------------------------------------------- argument checks
@@ -339,6 +339,13 @@ def _lp_mode(torch_compat, power_mean):
     return LP_TORCH if torch_compat else (LP_MEAN if power_mean else LP_ONNX)
 
 
+def _values_only(return_indices, out) -> bool:
+    want = _bool("return_indices", return_indices)
+    if want and out is not None:
+        raise PoolingError("out= takes the pooled values only; it cannot be combined with return_indices=True")
+    return want
+
+
 def _grad_out(out, cn: Canon, grad_output, x, indices):
     if out is None:
         return None
@@ -360,9 +367,7 @@ def _make_max(nd):
     def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                  return_indices=False, *, layout="channels_first", out=None):
         spec = window_spec(nd, kernel_size, stride, padding, dilation, ceil_mode, layout)
-        want = _bool("return_indices", return_indices)
-        if want and out is not None:
-            raise PoolingError("out= takes the pooled values only; it cannot be combined with return_indices=True")
+        want = _values_only(return_indices, out)
         cn = canonical(x, nd, spec.layout, allow_int=True)
         axes = geo.plan(spec, cn.spatial)
         out = check_out(out, cn.user_shape(t.out for t in axes), _out_dtype(cn, "max"), {"x": x})
@@ -439,25 +444,27 @@ def _lp_scale(axes, spec, mode):
 
 def _make_lp(nd):
     def lp_pool(x, norm_type, kernel_size, stride=None, ceil_mode=False, *, padding=0,
-                dilation=1, torch_compat=False, power_mean=False, layout="channels_first"):
+                dilation=1, torch_compat=False, power_mean=False, layout="channels_first", out=None):
         p = norm_type_value(norm_type)
         mode = _lp_mode(torch_compat, power_mean)
         spec = window_spec(nd, kernel_size, stride, padding, dilation, ceil_mode, layout)
         cn = canonical(x, nd, spec.layout, allow_int=True)
         axes = geo.plan(spec, cn.spatial)
+        out = check_out(out, cn.user_shape(t.out for t in axes), _out_dtype(cn, "lp"), {"x": x})
         div, area = _lp_scale(axes, spec, mode)
-        return _lp(cn, axes, p, mode, div, area)
+        return _lp(cn, axes, p, mode, div, area, out=out)
 
     def lp_pool_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
                          padding=0, dilation=1, torch_compat=False, power_mean=False,
-                         layout="channels_first", indices=None):
+                         layout="channels_first", indices=None, out=None):
         p = norm_type_value(norm_type)
         mode = _lp_mode(torch_compat, power_mean)
         spec = window_spec(nd, kernel_size, stride, padding, dilation, ceil_mode, layout)
         cn = canonical(x, nd, spec.layout, allow_int=True)
+        out = _grad_out(out, cn, grad_output, x, indices)
         axes = geo.plan(spec, cn.spatial)
         div, area = _lp_scale(axes, spec, mode)
-        return _lp_backward(cn, axes, grad_output, p, mode, div, area, "lp_pool")
+        return _lp_backward(cn, axes, grad_output, p, mode, div, area, "lp_pool", out)
 
     name = f"lp_pool{nd}d"
     return (
@@ -476,30 +483,35 @@ def _make_lp(nd):
 
 
 def _make_adaptive(nd):
-    def adaptive_avg_pool(x, output_size, *, layout="channels_first"):
+    def adaptive_avg_pool(x, output_size, *, layout="channels_first", out=None):
         spec = adaptive_spec(nd, output_size, layout)
         cn = canonical(x, nd, spec.layout, allow_int=True)
         axes = geo.plan(spec, cn.spatial)
-        return _avg(cn, axes, divisor(axes, "valid"))
+        out = check_out(out, cn.user_shape(t.out for t in axes), _out_dtype(cn, "avg"), {"x": x})
+        return _avg(cn, axes, divisor(axes, "valid"), out)
 
     def adaptive_avg_pool_backward(grad_output, x, output_size, *, layout="channels_first",
-                                   indices=None):
+                                   indices=None, out=None):
         spec = adaptive_spec(nd, output_size, layout)
+        cn = canonical(x, nd, spec.layout, allow_int=True)
+        out = _grad_out(out, cn, grad_output, x, indices)
+        axes = geo.plan(spec, cn.spatial)
+        return _avg_backward(cn, axes, grad_output, divisor(axes, "valid"), "adaptive_avg_pool", out)
+
+    def adaptive_max_pool(x, output_size, return_indices=False, *, layout="channels_first", out=None):
+        spec = adaptive_spec(nd, output_size, layout)
+        want = _values_only(return_indices, out)
         cn = canonical(x, nd, spec.layout, allow_int=True)
         axes = geo.plan(spec, cn.spatial)
-        return _avg_backward(cn, axes, grad_output, divisor(axes, "valid"), "adaptive_avg_pool")
-
-    def adaptive_max_pool(x, output_size, return_indices=False, *, layout="channels_first"):
-        spec = adaptive_spec(nd, output_size, layout)
-        want = _bool("return_indices", return_indices)
-        cn = canonical(x, nd, spec.layout, allow_int=True)
-        return _max(cn, geo.plan(spec, cn.spatial), want)
+        out = check_out(out, cn.user_shape(t.out for t in axes), _out_dtype(cn, "max"), {"x": x})
+        return _max(cn, axes, want, out)
 
     def adaptive_max_pool_backward(grad_output, x, output_size, return_indices=False, *,
-                                   layout="channels_first", indices=None):
+                                   layout="channels_first", indices=None, out=None):
         spec = adaptive_spec(nd, output_size, layout)
         cn = canonical(x, nd, spec.layout, allow_int=True)
-        return _max_backward(cn, geo.plan(spec, cn.spatial), grad_output, indices, "adaptive_max_pool")
+        out = _grad_out(out, cn, grad_output, x, indices)
+        return _max_backward(cn, geo.plan(spec, cn.spatial), grad_output, indices, "adaptive_max_pool", out)
 
     bins = ("Bins follow PyTorch: ``start = floor(i*n/out)``, ``end = ceil((i+1)*n/out)``;\n"
             "``None`` in ``output_size`` keeps that axis's size.")
@@ -548,6 +560,16 @@ def _global(x, layout, allow_int=True):
     return cn, geo.plan("global", cn.spatial)
 
 
+def _global_out(out, cn: Canon, keepdims, dtype, x):
+    """``out=`` of a global pooling: the result's shape (``keepdims`` or not) and
+    dtype; returns it and its keepdims view, where the kernels write."""
+    if out is None:
+        return None, None
+    shape = cn.user_shape((1,) * len(cn.spatial)) if _bool("keepdims", keepdims) else cn.lead + cn.trail
+    out = check_out(out, shape, dtype, {"x": x})
+    return out, out.reshape(cn.user_shape((1,) * len(cn.spatial)))
+
+
 def _squeeze(cn: Canon, out, keepdims):
     if _bool("keepdims", keepdims):
         return out
@@ -565,72 +587,85 @@ def _unsqueezed(cn: Canon, grad_output, keepdims):
 
 
 @public("global_avg_pool")
-def global_avg_pool(x, *, keepdims=True, layout="channels_first"):
+def global_avg_pool(x, *, keepdims=True, layout="channels_first", out=None):
     """Mean over every spatial axis: ``(N, C, *spatial) -> (N, C, 1, ...)`` (or ``(N, C)``)."""
     cn, axes = _global(x, layout)
+    out, o5 = _global_out(out, cn, keepdims, _out_dtype(cn, "avg"), x)
     planes = _global_cf(cn)
     if planes is None:
-        return _squeeze(cn, _avg(cn, axes, divisor(axes, "valid")), keepdims)
-    out = np.empty(planes.shape[0], compute_dtype(_out_dtype(cn, "avg")))
-    _cpu.pick(_cpu.global_sum_cf, planes, out)(planes, out, 0, 1.0, 0, float(planes.shape[1]))
-    return _squeeze(cn, _finish(cn, out, axes, _out_dtype(cn, "avg")), keepdims)
+        res = _avg(cn, axes, divisor(axes, "valid"), o5)
+    else:
+        r = _target(o5, (planes.shape[0],), compute_dtype(_out_dtype(cn, "avg")))
+        _cpu.pick(_cpu.global_sum_cf, planes, r)(planes, r, 0, 1.0, 0, float(planes.shape[1]))
+        res = _finish(cn, r, axes, _out_dtype(cn, "avg"), o5)
+    return out if out is not None else _squeeze(cn, res, keepdims)
 
 
 @public("global_avg_pool_backward", 1)
-def global_avg_pool_backward(grad_output, x, *, keepdims=True, layout="channels_first", indices=None):
+def global_avg_pool_backward(grad_output, x, *, keepdims=True, layout="channels_first", indices=None,
+                             out=None):
     """Gradient of :func:`global_avg_pool` w.r.t. x."""
     cn, axes = _global(x, layout)
+    out = _grad_out(out, cn, grad_output, x, indices)
     g = _unsqueezed(cn, grad_output, keepdims)
-    return _avg_backward(cn, axes, g, divisor(axes, "valid"), "global_avg_pool")
+    return _avg_backward(cn, axes, g, divisor(axes, "valid"), "global_avg_pool", out)
 
 
 @public("global_max_pool")
-def global_max_pool(x, *, keepdims=True, return_indices=False, layout="channels_first"):
+def global_max_pool(x, *, keepdims=True, return_indices=False, layout="channels_first", out=None):
     """Max over every spatial axis (NaN propagates, first maximum wins)."""
+    want = _values_only(return_indices, out)
     cn, axes = _global(x, layout)
+    out, o5 = _global_out(out, cn, keepdims, _out_dtype(cn, "max"), x)
     planes = _global_cf(cn)
-    if planes is not None and not _bool("return_indices", return_indices):
-        out = np.empty(planes.shape[0], planes.dtype)
-        _cpu.pick(_cpu.global_max_cf, planes, out)(planes, out)
-        return _squeeze(cn, _finish(cn, out, axes, _out_dtype(cn, "max")), keepdims)
-    res = _max(cn, axes, _bool("return_indices", return_indices))
+    if planes is not None and not want:
+        r = _target(o5, (planes.shape[0],), planes.dtype)
+        _cpu.pick(_cpu.global_max_cf, planes, r)(planes, r)
+        res = _finish(cn, r, axes, _out_dtype(cn, "max"), o5)
+    else:
+        res = _max(cn, axes, want, o5)
     if isinstance(res, tuple):
         return _squeeze(cn, res[0], keepdims), _squeeze(cn, res[1], keepdims)
-    return _squeeze(cn, res, keepdims)
+    return out if out is not None else _squeeze(cn, res, keepdims)
 
 
 @public("global_max_pool_backward", 1)
 def global_max_pool_backward(grad_output, x, *, keepdims=True, return_indices=False,
-                             layout="channels_first", indices=None):
+                             layout="channels_first", indices=None, out=None):
     """Gradient of :func:`global_max_pool` w.r.t. x."""
     cn, axes = _global(x, layout)
+    out = _grad_out(out, cn, grad_output, x, indices)
     g = _unsqueezed(cn, grad_output, keepdims)
     if indices is not None:
         indices = _unsqueezed(cn, indices, keepdims)
-    return _max_backward(cn, axes, g, indices, "global_max_pool")
+    return _max_backward(cn, axes, g, indices, "global_max_pool", out)
 
 
 @public("global_lp_pool")
-def global_lp_pool(x, norm_type=2.0, *, keepdims=True, layout="channels_first"):
+def global_lp_pool(x, norm_type=2.0, *, keepdims=True, layout="channels_first", out=None):
     """ONNX ``GlobalLpPool``: ``(sum |x|^p)^(1/p)`` over every spatial axis."""
     p = norm_type_value(norm_type)
     cn, axes = _global(x, layout)
+    out, o5 = _global_out(out, cn, keepdims, _out_dtype(cn, "lp"), x)
     planes = _global_cf(cn)
     if planes is None:
-        return _squeeze(cn, _lp(cn, axes, p, LP_ONNX, divisor(axes, "valid"), 1.0), keepdims)
-    out = np.empty(planes.shape[0], compute_dtype(_out_dtype(cn, "lp")))
-    _cpu.pick(_cpu.global_sum_cf, planes, out)(planes, out, 1, p, 1, 1.0)
-    return _squeeze(cn, _finish(cn, out, axes, _out_dtype(cn, "lp")), keepdims)
+        res = _lp(cn, axes, p, LP_ONNX, divisor(axes, "valid"), 1.0, out=o5)
+    else:
+        r = _target(o5, (planes.shape[0],), compute_dtype(_out_dtype(cn, "lp")))
+        _cpu.pick(_cpu.global_sum_cf, planes, r)(planes, r, 1, p, 1, 1.0)
+        res = _finish(cn, r, axes, _out_dtype(cn, "lp"), o5)
+    return out if out is not None else _squeeze(cn, res, keepdims)
 
 
 @public("global_lp_pool_backward", 1)
 def global_lp_pool_backward(grad_output, x, norm_type=2.0, *, keepdims=True,
-                            layout="channels_first", indices=None):
+                            layout="channels_first", indices=None, out=None):
     """Gradient of :func:`global_lp_pool` w.r.t. x."""
     p = norm_type_value(norm_type)
     cn, axes = _global(x, layout)
+    out = _grad_out(out, cn, grad_output, x, indices)
     g = _unsqueezed(cn, grad_output, keepdims)
-    return _lp_backward(cn, axes, g, p, LP_ONNX, divisor(axes, "valid"), 1.0, "global_lp_pool")
+    return _lp_backward(cn, axes, g, p, LP_ONNX, divisor(axes, "valid"), 1.0, "global_lp_pool", out)
 
 
 def output_shape(spec, x_shape, nd=None):

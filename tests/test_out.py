@@ -1,4 +1,5 @@
-"""``out=``: max/avg pooling and their backward passes write into a caller's array.
+"""``out=``: every window, adaptive and global pooling and its backward pass write
+into a caller's array.
 
 Results are checked against the NumPy reference (not against fastpool's own
 allocating path), the returned object must be ``out`` itself, and the inputs must
@@ -160,3 +161,81 @@ def test_misaligned_out_matches_reference(offset, dtype):
         out = _misaligned((4, 8, 15, 13), dtype, offset)
         assert f(x, 2, 2, out=out) is out
         np.testing.assert_allclose(out, r(), rtol=tol)
+
+
+# The other pooling functions: (name, fastpool call, reference forward, reference
+# backward), channels-first arrays of shape (2, 3, 9, 8); the reference's max
+# returns (values, indices).
+OTHERS = {
+    "lp_pool2d": (lambda f, x, **kw: f(x, 3.0, 3, 2, padding=1, **kw),
+                  lambda x: ref.lp_pool(x, 2, 3.0, 3, 2, 1),
+                  lambda g, x: ref.lp_pool_backward(g, x, 2, 3.0, 3, 2, 1)),
+    "adaptive_avg_pool2d": (lambda f, x, **kw: f(x, (4, 3), **kw),
+                            lambda x: ref.adaptive_avg_pool(x, 2, (4, 3)),
+                            lambda g, x: ref.adaptive_avg_pool_backward(g, x, 2, (4, 3))),
+    "adaptive_max_pool2d": (lambda f, x, **kw: f(x, (4, 3), **kw),
+                            lambda x: ref.adaptive_max_pool(x, 2, (4, 3))[0],
+                            lambda g, x: ref.adaptive_max_pool_backward(g, x, 2, (4, 3))),
+    "global_avg_pool": (lambda f, x, **kw: f(x, **kw), ref.global_avg_pool, ref.global_avg_pool_backward),
+    "global_max_pool": (lambda f, x, **kw: f(x, **kw), lambda x: ref.global_max_pool(x)[0],
+                        ref.global_max_pool_backward),
+    "global_lp_pool": (lambda f, x, **kw: f(x, **kw), ref.global_lp_pool, ref.global_lp_pool_backward),
+}
+TOL = {"float64": 1e-12, "float32": 1e-5, "float16": 2e-3}
+
+
+@pytest.mark.parametrize("name, keepdims", [(n, k) for n in sorted(OTHERS)
+                                             for k in ((True, False) if n.startswith("global") else (True,))])
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_other_pooling_out_matches_reference(name, keepdims, dtype, layout):
+    call, fwd, _ = OTHERS[name]
+    kw = {} if keepdims else {"keepdims": False}
+    xcf, x = _x(2, dtype, layout, seed=3)
+    want = fwd(xcf.astype(np.float64))
+    want = want.reshape(want.shape[:2]) if not keepdims else _user(want, 2, layout)
+    out = np.full(want.shape, np.nan, dtype)
+    keep = x.copy()
+    got = call(getattr(fp, name), x, layout=layout, out=out, **kw)
+    assert got is out
+    np.testing.assert_allclose(out.astype(np.float64), want, rtol=TOL[dtype], atol=TOL[dtype] * np.abs(want).max())
+    np.testing.assert_array_equal(x, keep)
+
+
+@pytest.mark.parametrize("name", sorted(OTHERS))
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_other_pooling_backward_out_matches_reference(name, dtype):
+    call, fwd, bwd = OTHERS[name]
+    x, _ = _x(2, dtype, "channels_first", seed=4)
+    xr = x.astype(np.float64)
+    g = np.random.default_rng(6).standard_normal(fwd(xr).shape).astype(dtype)
+    want = bwd(g.astype(np.float64), xr)
+    out = np.full(x.shape, np.nan, dtype)
+    keep_g, keep_x = g.copy(), x.copy()
+    got = call(lambda x_, *a, **kw: getattr(fp, name + "_backward")(g, x_, *a, **kw), x, out=out)
+    assert got is out
+    np.testing.assert_allclose(out.astype(np.float64), want, rtol=TOL[dtype], atol=TOL[dtype] * np.abs(want).max())
+    np.testing.assert_array_equal(g, keep_g)
+    np.testing.assert_array_equal(x, keep_x)
+
+
+@pytest.mark.parametrize("name", ["adaptive_max_pool2d", "global_max_pool"])
+def test_other_out_with_indices_is_refused(name):
+    call = OTHERS[name][0]
+    with pytest.raises(PoolingError, match="out= takes the pooled values only"):
+        call(getattr(fp, name), X, return_indices=True, out=np.empty((2, 3, 1, 1), np.float32))
+
+
+@pytest.mark.parametrize("name", sorted(OTHERS))
+def test_other_bad_out_is_a_clear_error_and_the_input_kept(name):
+    call = OTHERS[name][0]
+    x = X.copy()
+    keep = x.copy()
+    with pytest.raises(PoolingError, match=rf"^{name}\(input of shape \(2, 3, 8, 8\)\): out must have the result's shape"):
+        call(getattr(fp, name), x, out=np.empty((2, 3, 5, 5), np.float32))
+    with pytest.raises(PoolingTypeError, match="out must have the result's dtype float32, got float64"):
+        want = call(getattr(fp, name), x)
+        call(getattr(fp, name), x, out=np.empty(want.shape, np.float64))
+    with pytest.raises(PoolingError, match="out must not share memory with the input x"):
+        call(getattr(fp, name), x, out=x.reshape(-1)[: want.size].reshape(want.shape))
+    np.testing.assert_array_equal(x, keep)
