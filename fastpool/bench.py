@@ -886,7 +886,8 @@ def render_table(res, chart=None):
         "fastpool is faster); after idle = the same ratio for the first call after a "
         f"{1e3 * res['settings'].get('pause_s', PAUSE_S):.0f} ms pause, which wakes each library's "
         "sleeping threads (one such call per block, medians of those); GB/s = "
-        "(input + output bytes) / fastpool's time, and its fraction of the copy bandwidth; "
+        "(input + output bytes) / fastpool's time, and its fraction of the copy bandwidth (above "
+        "100%: back-to-back calls found part of an input that fits in the last-level cache there); "
         "`-`: no kernel for the case in that library (onnxruntime's CPU provider has no NHWC "
         "or backward pooling); `differs`: its output did not match fastpool's, so it was not timed.",
         "",
