@@ -168,7 +168,7 @@ def _lp(cn: Canon, axes, p: float, mode: int, div: np.ndarray, area: float, keep
     xin = kernel_input(cn)
     osp = [t.out for t in axes]
     dt = compute_dtype(_out_dtype(cn, "lp"))
-    out5 = np.empty(cn.canon_shape(osp), dt) if keep5 else _target(out, cn.canon_shape(osp), dt)
+    out5 = _target(out, cn.canon_shape(osp), dt)
     if out5.size:
         pmode = 2 if mode == LP_TORCH else 1
         fmode = {LP_ONNX: 1, LP_TORCH: 2, LP_MEAN: 3}[mode]
@@ -346,6 +346,10 @@ def _values_only(return_indices, out) -> bool:
     return want
 
 
+def _pooled_out(out, cn: Canon, axes, reducer: str, x):
+    return check_out(out, cn.user_shape(t.out for t in axes), _out_dtype(cn, reducer), {"x": x})
+
+
 def _grad_out(out, cn: Canon, grad_output, x, indices):
     if out is None:
         return None
@@ -370,7 +374,7 @@ def _make_max(nd):
         want = _values_only(return_indices, out)
         cn = canonical(x, nd, spec.layout, allow_int=True)
         axes = geo.plan(spec, cn.spatial)
-        out = check_out(out, cn.user_shape(t.out for t in axes), _out_dtype(cn, "max"), {"x": x})
+        out = _pooled_out(out, cn, axes, "max", x)
         return _max(cn, axes, want, out)
 
     def max_pool_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
@@ -408,7 +412,7 @@ def _make_avg(nd):
         dov = _divisor_override(divisor_override)
         cn = canonical(x, nd, spec.layout, allow_int=True)
         axes = geo.plan(spec, cn.spatial)
-        out = check_out(out, cn.user_shape(t.out for t in axes), _out_dtype(cn, "avg"), {"x": x})
+        out = _pooled_out(out, cn, axes, "avg", x)
         return _avg(cn, axes, _avg_div(axes, cip, dov), out)
 
     def avg_pool_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -450,7 +454,7 @@ def _make_lp(nd):
         spec = window_spec(nd, kernel_size, stride, padding, dilation, ceil_mode, layout)
         cn = canonical(x, nd, spec.layout, allow_int=True)
         axes = geo.plan(spec, cn.spatial)
-        out = check_out(out, cn.user_shape(t.out for t in axes), _out_dtype(cn, "lp"), {"x": x})
+        out = _pooled_out(out, cn, axes, "lp", x)
         div, area = _lp_scale(axes, spec, mode)
         return _lp(cn, axes, p, mode, div, area, out=out)
 
@@ -487,7 +491,7 @@ def _make_adaptive(nd):
         spec = adaptive_spec(nd, output_size, layout)
         cn = canonical(x, nd, spec.layout, allow_int=True)
         axes = geo.plan(spec, cn.spatial)
-        out = check_out(out, cn.user_shape(t.out for t in axes), _out_dtype(cn, "avg"), {"x": x})
+        out = _pooled_out(out, cn, axes, "avg", x)
         return _avg(cn, axes, divisor(axes, "valid"), out)
 
     def adaptive_avg_pool_backward(grad_output, x, output_size, *, layout="channels_first",
@@ -503,7 +507,7 @@ def _make_adaptive(nd):
         want = _values_only(return_indices, out)
         cn = canonical(x, nd, spec.layout, allow_int=True)
         axes = geo.plan(spec, cn.spatial)
-        out = check_out(out, cn.user_shape(t.out for t in axes), _out_dtype(cn, "max"), {"x": x})
+        out = _pooled_out(out, cn, axes, "max", x)
         return _max(cn, axes, want, out)
 
     def adaptive_max_pool_backward(grad_output, x, output_size, return_indices=False, *,
