@@ -251,7 +251,9 @@ def canon_grad(g: np.ndarray, cn: Canon, out_spatial, dtype) -> np.ndarray:
     return v
 
 
-def check_indices(indices, expected_shape: tuple, n_cells: int) -> np.ndarray:
+def check_indices(indices, expected_shape: tuple) -> np.ndarray:
+    """Type and shape of a forward's ``indices``; their range is checked by the
+    scatter that reads them (``pooling.scatter_indices``), not in a pass of its own."""
     idx = as_array(indices, "indices")
     if idx.dtype.kind not in "iu":
         raise PoolingTypeError(f"indices must be an integer array, got dtype {idx.dtype}")
@@ -259,13 +261,6 @@ def check_indices(indices, expected_shape: tuple, n_cells: int) -> np.ndarray:
         raise PoolingError(
             f"indices must have the forward output's shape {tuple(expected_shape)}, got {tuple(idx.shape)}"
         )
-    if idx.size:
-        lo, hi = int(idx.min()), int(idx.max())
-        if lo < 0 or hi >= n_cells:
-            bad = lo if lo < 0 else hi
-            raise PoolingError(
-                f"indices must lie in [0, {n_cells}) (flat positions in one input plane), got {bad}"
-            )
     return idx
 
 

@@ -277,10 +277,19 @@ def sep_sum_forward(x, out, C, pmode, p, fmode, rdiv, area,
 def scatter_max_backward(g, idx, gx):
     """Per-task serial scatter in output order (PyTorch's order): deterministic.
 
-    ``g``/``idx`` are (B, O, C) and ``gx`` is (B, S, C); tasks are (b, channel block).
+    ``g``/``idx`` are (B, O, C) and ``gx`` is (B, S, C); tasks are (b, channel
+    block).  Indices are range-checked here, where they are read anyway: a
+    separate ``min``/``max`` pass over them cost as much as the scatter.  An
+    index outside [0, S) adds nothing; -> (number of tasks that met one, the
+    first such index of each task, or 0).
     """
     B, O, C = g.shape
     S = gx.shape[1]
+    us = np.uint64(S)
+    cb = 16 if C > 16 else C
+    nblk = (C + cb - 1) // cb
+    bad = np.zeros(B * nblk, np.uint8)
+    badv = np.zeros(B * nblk, np.int64)
     if C == 1:
         # each plane is summed in a cached buffer and streamed out once
         gf = gx.reshape(-1)
@@ -290,22 +299,37 @@ def scatter_max_backward(g, idx, gx):
             ib = idx[b, :, 0]
             go = g[b, :, 0]
             for o in range(O):
-                gp[_u(ib[o])] += go[o]
+                k = ib[o]
+                if _u(k) < us:
+                    gp[_u(k)] += go[o]
+                elif bad[b] == 0:
+                    bad[b] = 1
+                    badv[b] = k
             _simd.stream(gp, 0, gf, b * S, S)
-        return
-    cb = 16 if C > 16 else C
-    nblk = (C + cb - 1) // cb
-    for t in prange(B * nblk):
-        t = np.int64(t)
-        b = t // nblk
-        c0 = (t - b * nblk) * cb
-        c1 = min(C, c0 + cb)
-        for s in range(S):
-            for c in range(c0, c1):
-                gx[b, s, c] = 0.0
-        for o in range(O):
-            for c in range(c0, c1):
-                gx[b, _u(idx[b, o, c]), c] += g[b, o, c]
+    else:
+        for t in prange(B * nblk):
+            t = np.int64(t)
+            b = t // nblk
+            c0 = (t - b * nblk) * cb
+            c1 = min(C, c0 + cb)
+            for s in range(S):
+                for c in range(c0, c1):
+                    gx[b, s, c] = 0.0
+            for o in range(O):
+                for c in range(c0, c1):
+                    k = idx[b, o, c]
+                    if _u(k) < us:
+                        gx[b, _u(k), c] += g[b, o, c]
+                    elif bad[t] == 0:
+                        bad[t] = 1
+                        badv[t] = k
+    n = 0
+    first = np.int64(0)
+    for t in range(B * nblk):
+        if bad[t] and n == 0:
+            first = badv[t]
+        n += bad[t]
+    return n, first
 
 
 @njit(inline="always")

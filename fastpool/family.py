@@ -116,10 +116,7 @@ def _channel_count(cn: Canon) -> int:
 def _scatter(cn: Canon, g5: np.ndarray, idx: np.ndarray, osp) -> np.ndarray:
     """dL/dx of ``out = x.flat_plane[idx]``: each plane adds in output order."""
     gx5 = np.empty(cn.x5.shape, g5.dtype)
-    if gx5.size:
-        b, c = gx5.shape[0], gx5.shape[4]
-        idx5 = _ro(np.ascontiguousarray(idx, dtype=np.int64).reshape(cn.canon_shape(osp)))
-        _pick(_cpu.scatter_max_backward, g5, gx5)(g5.reshape(b, -1, c), idx5.reshape(b, -1, c), gx5.reshape(b, -1, c))
+    P.scatter_indices(cn, g5, idx, gx5, osp)
     return _to_user(cn, gx5)
 
 
@@ -359,7 +356,7 @@ def _make_frac(nd):
         osp = _frac_output(nd, cn.spatial, ks, output_size, output_ratio)
         g5 = _grad5(cn, grad_output, osp, "fractional_max_pool")
         if indices is not None:
-            idx = check_indices(indices, cn.user_shape(osp), int(np.prod(cn.spatial, dtype=np.int64)))
+            idx = check_indices(indices, cn.user_shape(osp))
         elif samples is not None:
             T = _frac_dtype(cn)
             _, idx = _frac_forward(cn, nd, ks, osp, _frac_samples(cn, nd, samples, None, T), T)
@@ -463,7 +460,7 @@ def _make_stochastic(nd):
                     "training-mode backward needs the sampled cells: pass indices= from "
                     f"stochastic_pool{nd}d(..., return_indices=True)"
                 )
-            idx = check_indices(indices, cn.user_shape(osp), int(np.prod(cn.spatial, dtype=np.int64)))
+            idx = check_indices(indices, cn.user_shape(osp))
             return _scatter(cn, g5, idx, osp)
         _no_indices(indices, "inference-mode stochastic pooling")
         gx5 = np.empty(cn.x5.shape, g5.dtype)

@@ -281,16 +281,24 @@ def _max_backward(cn: Canon, axes, grad_output, indices, op, out=None):
         _cpu.pick(_cpu.cf_max_backward, xin, gx5)(xin[..., 0], g5[..., 0], gx5.reshape(gx5.shape[0], -1),
                                                   *tables(axes))
         return _to_user(cn, gx5, out)
-    if indices is None:
-        _, idx = _max(cn, axes, True)
-    else:
-        n_cells = int(np.prod(cn.spatial, dtype=np.int64))
-        idx = check_indices(indices, cn.user_shape(osp), n_cells)
-    idx5 = np.ascontiguousarray(idx, dtype=np.int64).reshape(cn.canon_shape(osp))
-    if gx5.size:
-        b, c = gx5.shape[0], gx5.shape[4]
-        _cpu.pick(_cpu.scatter_max_backward, g5, gx5)(g5.reshape(b, -1, c), idx5.reshape(b, -1, c), gx5.reshape(b, -1, c))
+    idx = _max(cn, axes, True)[1] if indices is None else check_indices(indices, cn.user_shape(osp))
+    scatter_indices(cn, g5, idx, gx5, osp)
     return _to_user(cn, gx5, out)
+
+
+def scatter_indices(cn: Canon, g5, idx, gx5, osp) -> None:
+    """``gx5`` = dL/dx of ``out = x.flat_plane[idx]``, each plane added in output
+    order; the range of ``idx`` is checked as the kernel reads it."""
+    if not gx5.size:
+        return
+    idx5 = np.ascontiguousarray(idx, dtype=np.int64).reshape(cn.canon_shape(osp)).view()
+    idx5.flags.writeable = False
+    b, c = gx5.shape[0], gx5.shape[4]
+    n_bad, first = _cpu.pick(_cpu.scatter_max_backward, g5, gx5)(g5.reshape(b, -1, c), idx5.reshape(b, -1, c),
+                                                                gx5.reshape(b, -1, c))
+    if n_bad:
+        raise PoolingError(f"indices must lie in [0, {gx5.shape[1] * gx5.shape[2] * gx5.shape[3]}) "
+                           f"(flat positions in one input plane), got {first}")
 
 
 def _avg_backward(cn: Canon, axes, grad_output, div, op, out=None):

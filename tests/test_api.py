@@ -166,6 +166,34 @@ def test_bad_argument_raises_clear_error(case):
         assert isinstance(info.value, TypeError)
 
 
+def _one_bad_index(x, layout, bad, **kw):
+    y, idx = fp.max_pool2d(x, 2, return_indices=True, layout=layout, **kw)
+    idx = idx.copy()
+    idx.flat[idx.size // 2 + 1] = bad
+    return np.ones_like(y), idx
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("bad", [-3, 64 * 64, 2 ** 40])
+def test_indices_range_checked_where_the_scatter_reads_them(layout, bad):
+    # large enough for the parallel kernel (both its one-channel and its
+    # channel-block paths); one bad index among valid ones
+    x = np.random.default_rng(1).standard_normal((4, 8, 64, 64) if layout == "channels_first" else (4, 64, 64, 8),
+                                                 dtype=np.float32)
+    g, idx = _one_bad_index(x, layout, bad)
+    saved = [a.copy() for a in (x, g, idx)]
+    call = f"max_pool2d_backward(input of shape {x.shape})"
+    with pytest.raises(PoolingError, match=prefixed(call, "indices", re.escape("[0, 4096)"), rf"got {bad}$")):
+        fp.max_pool2d_backward(g, x, 2, layout=layout, indices=idx)
+    for a, b in zip((x, g, idx), saved):
+        np.testing.assert_array_equal(a, b)
+    # the fractional and stochastic backward passes scatter through the same check
+    with pytest.raises(PoolingError, match=rf"indices must lie in \[0, 4096\).*got {bad}$"):
+        fp.fractional_max_pool2d_backward(g, x, 2, output_size=(32, 32), layout=layout, indices=idx)
+    with pytest.raises(PoolingError, match=rf"indices must lie in \[0, 4096\).*got {bad}$"):
+        fp.stochastic_pool2d_backward(g, np.abs(x), 2, layout=layout, indices=idx)
+
+
 @pytest.mark.skipif(not hasattr(np, "float128"), reason="this platform's NumPy has no float128")
 def test_float128_rejected():
     with pytest.raises(PoolingTypeError, match=prefixed("avg_pool2d(input of shape (1, 1, 4, 4))", r"\bx\b", "float128")):
