@@ -146,7 +146,11 @@ def _max(cn: Canon, axes, want_idx: bool, out=None):
                                  *interior_args(axes))
         return _finish(cn, out5, axes, _out_dtype(cn, "max"), out)
     idx5 = np.empty(cn.canon_shape(osp), np.int64)
-    if out5.size and xin.shape[4] == 1:
+    vec = _argmax_args(xin, axes)
+    if out5.size and vec is not None:
+        _cpu.pick(_cpu.cf_argmax_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), idx5.reshape(-1),
+                                                     *_cf_dims(xin, out5), *vec, _lowest(xin.dtype))
+    elif out5.size and xin.shape[4] == 1:
         _cpu.pick(_cpu.sep_argmax_forward, xin, out5)(xin[..., 0], out5[..., 0], idx5[..., 0], *tables(axes))
     elif out5.size:
         _cpu.pick(_cpu.cl_argmax_forward, xin, out5)(xin, out5, idx5, *tables(axes))
@@ -189,6 +193,20 @@ _CL_DIRECT_CELLS = 16
 
 def _cf_dims(xin, out5):
     return [np.int64(v) for v in xin.shape[1:4] + out5.shape[1:4]]
+
+
+def _argmax_args(x5, axes):
+    """Geometry for the channels-first argmax rows (``_cpu.cf_argmax_forward``),
+    or None where they do not apply: channels-last, uneven W windows, or a plane
+    or row buffer of 2**30 cells or more (positions are int32)."""
+    t0, t1, t2 = geo.padded3(axes)
+    if x5.shape[4] != 1 or not t2.stride or int(np.prod(x5.shape[1:4])) >= 2 ** 30:
+        return None
+    _, pl, lb, s, k = cf_row_args(axes)
+    if (lb // s + 1) * s >= 2 ** 30:
+        return None
+    return [t0.lo, t0.taps, np.int64(t0.step), t1.lo, t1.taps, np.int64(t1.step),
+            pl, lb, s, k, np.int64(t2.step)]
 
 
 def _lowest(dt: np.dtype):
@@ -276,10 +294,11 @@ def _to_user(cn: Canon, gx5: np.ndarray, out=None) -> np.ndarray:
 def _max_backward(cn: Canon, axes, grad_output, indices, op, out=None):
     g5, gx5 = _grad_buffers(cn, grad_output, axes, op, out)
     osp = [t.out for t in axes]
-    if indices is None and gx5.size and cn.x5.shape[4] == 1:
+    vec = _argmax_args(cn.x5, axes) if indices is None and gx5.size else None
+    if vec is not None:
         xin = kernel_input(cn)
-        _cpu.pick(_cpu.cf_max_backward, xin, gx5)(xin[..., 0], g5[..., 0], gx5.reshape(gx5.shape[0], -1),
-                                                  *tables(axes))
+        _cpu.pick(_cpu.cf_argmax_backward, xin, gx5)(xin.reshape(-1), g5.reshape(-1), gx5.reshape(-1),
+                                                     *_cf_dims(xin, g5), *vec, _lowest(xin.dtype))
         return _to_user(cn, gx5, out)
     idx = _max(cn, axes, True)[1] if indices is None else check_indices(indices, cn.user_shape(osp))
     scatter_indices(cn, g5, idx, gx5, osp)
