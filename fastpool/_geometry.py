@@ -181,8 +181,13 @@ def plan(spec, spatial) -> tuple:
         _fits(n if o is None else o for n, o in zip(spatial, spec.output_size))
         return _adaptive_plan(spec, spatial)
     if spec == "global":
-        return tuple(adaptive_axis(n, 1) if n >= 1 else _empty_global(a) for a, n in enumerate(spatial))
+        return _global_plan(spatial)
     raise TypeError(f"unknown geometry spec {spec!r}")
+
+
+@lru_cache(maxsize=256)
+def _global_plan(spatial: tuple):
+    return tuple(adaptive_axis(n, 1) if n >= 1 else _empty_global(a) for a, n in enumerate(spatial))
 
 
 def _empty_global(axis):

@@ -269,6 +269,86 @@ def _plane_sum(L):
     return plane_sum
 
 
+def _plane_sums8():
+    """``out[r0 + p] = plane_sum(x, o0 + p*S, S) / div`` for the 8 planes
+    ``p < 8``, rounded to out's type: each plane's sum in ``_plane_sum(8)``'s
+    order, bit for bit.  One plane's lane reduction and tail is a chain of
+    dependent adds as long as its blocks (7x7 planes: ~30 cycles a plane);
+    eight planes' reductions run as one transpose (8 -> 4 -> 2 -> 1 vectors,
+    each step adding lanes i and i + w of every plane as ``_plane_sum`` does),
+    the tail cells go in as 8-lane vectors, and one division and one store
+    serve all eight."""
+    L = 8
+
+    @intrinsic
+    def plane_sums(typingctx, x, o0, S, out, r0, div):
+        def codegen(context, builder, sig, args):
+            xty, oty = sig.args[0], sig.args[3]
+            xp, op = _data(context, builder, xty, args[0]), _data(context, builder, oty, args[3])
+            base, n, r_0 = (_i64(context, builder, sig.args[i], args[i]) for i in (1, 2, 4))
+            dv = context.cast(builder, args[5], sig.args[5], types.float64)
+            xe, oe = context.get_data_type(xty.dtype), context.get_data_type(oty.dtype)
+            vt, xal = ir.VectorType(xe, L), context.get_abi_sizeof(xe)
+            dt = ir.VectorType(ir.DoubleType(), L)
+            zero = ir.Constant(dt, [0.0] * L)
+            acc = [[cgutils.alloca_once_value(builder, zero) for _ in range(2)] for _ in range(L)]
+            starts = [builder.add(base, builder.mul(n, ir.Constant(_I64, q))) for q in range(L)]
+            lv, lv2 = ir.Constant(_I64, L), ir.Constant(_I64, 2 * L)
+
+            def add(slot, at):
+                v = _convert(builder, _load(builder, xp, at, vt, xal), xty.dtype, types.float64, L)
+                builder.store(builder.fadd(builder.load(slot), v), slot)
+
+            pairs = builder.mul(builder.sdiv(n, lv2), lv2)
+            with cgutils.for_range_slice(builder, ir.Constant(_I64, 0), pairs, lv2, inc=True) as (i, _):
+                for q in range(L):
+                    add(acc[q][0], builder.add(starts[q], i))
+                    add(acc[q][1], builder.add(starts[q], builder.add(i, lv)))
+            one_more = builder.icmp_signed(">=", builder.sub(n, pairs), lv)
+            with builder.if_then(one_more):
+                for q in range(L):
+                    add(acc[q][0], builder.add(starts[q], pairs))
+            vs = [builder.fadd(builder.load(a[0]), builder.load(a[1])) for a in acc]
+            # vs[q] lane i holds plane q's partial sum; each step pairs vectors
+            # (a, b) into one holding both planes' halves added: lanes
+            # [a_i + a_(i+w) for i < w] + [b_i + b_(i+w) for i < w] per group
+            w = L
+            while len(vs) > 1:
+                w //= 2
+                g = L // (2 * w)  # planes per vector before this step
+                lo, hi = [], []
+                for src in (0, 1):
+                    for k in range(g):
+                        lo += [src * L + k * 2 * w + j for j in range(w)]
+                        hi += [src * L + k * 2 * w + w + j for j in range(w)]
+                lo_m = ir.Constant(ir.VectorType(_I32, L), lo)
+                hi_m = ir.Constant(ir.VectorType(_I32, L), hi)
+                vs = [builder.fadd(builder.shuffle_vector(a, b, lo_m), builder.shuffle_vector(a, b, hi_m))
+                      for a, b in zip(vs[0::2], vs[1::2])]
+            total = cgutils.alloca_once_value(builder, vs[0])
+            rest = builder.add(pairs, builder.select(one_more, lv, ir.Constant(_I64, 0)))
+            with cgutils.for_range_slice(builder, rest, n, ir.Constant(_I64, 1), inc=True) as (i, _):
+                t = ir.Constant(vt, ir.Undefined)
+                for q in range(L):
+                    e = builder.load(builder.gep(xp, [builder.add(starts[q], i)]))
+                    t = builder.insert_element(t, e, ir.Constant(_I32, q))
+                t = _convert(builder, t, xty.dtype, types.float64, L)
+                builder.store(builder.fadd(builder.load(total), t), total)
+            res = builder.fdiv(builder.load(total), _splat(builder, dv, L))
+            res = _convert(builder, res, types.float64, oty.dtype, L)
+            _store(builder, res, op, r_0, context.get_abi_sizeof(oe))
+            return context.get_dummy_value()
+
+        return types.void(x, o0, S, out, r0, div), codegen
+
+    return plane_sums
+
+
+def _splat(builder, v, L):
+    vec = builder.insert_element(ir.Constant(ir.VectorType(v.type, L), ir.Undefined), v, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(_I32, L), [0] * L))
+
+
 def _quads(L, kind):
     """A whole output row of 2x2 stride-2 windows: 'sum': ``out[oo + o] = ((x[a + 2o] +
     x[a + rs + 2o]) + (x[a + 2o + 1] + x[a + rs + 2o + 1])) * mul[o]`` in float64
@@ -575,6 +655,18 @@ def stream(src, s0, dst, d0, n):
 
 
 _PLANE_SUM8 = _plane_sum(8)
+
+
+_PLANE_SUMS8 = _plane_sums8()
+
+
+@njit(inline="always")
+def plane_sums8(x, o0, S, out, r0, div):
+    """``out[r0 + p] = plane_sum(x, o0 + p*S, S) / div`` for ``p < 8`` (see ``_plane_sums8``)."""
+    if _CHECK:
+        _span(x, o0, 8 * S)
+        _span(out, r0, 8)
+    _PLANE_SUMS8(x, o0, S, out, r0, div)
 
 
 @njit(inline="always")

@@ -627,7 +627,7 @@ def global_avg_pool(x, *, keepdims=True, layout="channels_first", out=None):
         res = _avg(cn, axes, divisor(axes, "valid"), o5)
     else:
         r = _target(o5, (planes.shape[0],), compute_dtype(_out_dtype(cn, "avg")))
-        _cpu.pick(_cpu.global_sum_cf, planes, r)(planes, r, 0, 1.0, 0, float(planes.shape[1]))
+        _cpu.pick(_cpu.global_mean_cf, planes, r)(planes, r, float(planes.shape[1]))
         res = _finish(cn, r, axes, _out_dtype(cn, "avg"), o5)
     return out if out is not None else _squeeze(cn, res, keepdims)
 
@@ -683,7 +683,7 @@ def global_lp_pool(x, norm_type=2.0, *, keepdims=True, layout="channels_first", 
         res = _lp(cn, axes, p, LP_ONNX, divisor(axes, "valid"), 1.0, out=o5)
     else:
         r = _target(o5, (planes.shape[0],), compute_dtype(_out_dtype(cn, "lp")))
-        _cpu.pick(_cpu.global_sum_cf, planes, r)(planes, r, 1, p, 1, 1.0)
+        _cpu.pick(_cpu.global_lp_cf, planes, r)(planes, r, p)
         res = _finish(cn, r, axes, _out_dtype(cn, "lp"), o5)
     return out if out is not None else _squeeze(cn, res, keepdims)
 

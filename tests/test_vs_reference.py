@@ -436,6 +436,23 @@ def test_global_pool(nd, kind, keepdims, dtype):
         assert_close(back(gx, nd, last), expected_as(exp_grad, dtype), dtype, "backward " + what)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32"])
+@pytest.mark.parametrize("size", [(1,), (7, 7), (5, 7), (4, 4), (3, 2, 3)])
+def test_global_avg_pool_same_sums_in_any_batch(size, dtype):
+    # channels-first sums run eight planes at a time and the rest one by one:
+    # each plane must get the same bits either way, NaN and inf included
+    rng = rng_for("global_batch", size, dtype)
+    x = make_x(len(size), dtype, "special" if dtype != "int32" else "randn", rng, size)
+    x = np.concatenate([x] * 2)  # (4, 9, ...): 36 planes, four blocks of eight and four more
+    whole = fp.global_avg_pool(x)
+    for n in range(x.shape[0]):
+        for c0 in (0, 5):
+            part = fp.global_avg_pool(x[n:n + 1, c0:c0 + 3])
+            np.testing.assert_array_equal(part, whole[n:n + 1, c0:c0 + 3])
+    odt = "float64" if dtype == "int32" else dtype  # the mean of integers is float64
+    assert_close(whole, expected_as(ref.global_avg_pool(x), odt), odt, "forward")
+
+
 @pytest.mark.parametrize("dtype", INTS)
 def test_global_max_pool_integers(dtype):
     x = make_x(2, dtype, "ints", rng_for("gmaxint", dtype), (3, 4))
