@@ -65,7 +65,7 @@ class Case:
     """One benchmark case; ``shape`` / ``out`` are the arrays' shapes in ``layout``."""
 
     name: str
-    op: str  # max | avg | global_avg | adaptive_avg | max_backward | avg_backward
+    op: str  # max | max_indices | avg | global_avg | adaptive_avg | max_backward | avg_backward
     shape: tuple
     out: tuple
     args: dict = field(default_factory=dict, hash=False)
@@ -175,6 +175,10 @@ def _build_cases():
     cases.append(_window("max_backward", stem, 3, 2, 1,
                          "backward of the stem pool given the forward's indices", quick=True))
     cases.append(_window("avg_backward", mid, 3, 1, 1, "backward of the stride-1 average"))
+    # The forward a training step runs: its indices feed the backward above.
+    fwd = _window("max", stem, 3, 2, 1, "")
+    cases.append(replace(fwd, name=fwd.name.replace("max2d", "max2d_indices"), op="max_indices",
+                         why="training forward of the stem pool: values and the indices the backward takes"))
     # 1-D and 3-D at the mid map's element count (6.4 M): a sequence of 3136 steps,
     # a video clip of 8 frames of 56x56.
     seq, vid = (8, 256, 3136), (8, 32, 8, 56, 56)
@@ -244,6 +248,10 @@ def fastpool_call(case: Case, inp):
         f = _fp_fn(nd, case.op)
         out = np.empty(case.result_shape, x.dtype)
         return lambda: f(x, a["kernel_size"], a["stride"], a["padding"], layout=lay, out=out)
+    if case.op == "max_indices":
+        # no out= with indices (nor in PyTorch or onnxruntime's run): all allocate
+        f = _fp_fn(nd, "max")
+        return lambda: f(x, a["kernel_size"], a["stride"], a["padding"], layout=lay, return_indices=True)
     if case.op == "global_avg":
         out = np.empty(case.result_shape, x.dtype)
         return lambda: fp.global_avg_pool(x, layout=lay, out=out)
@@ -309,6 +317,8 @@ def _numpy_peer(case: Case, inp) -> Peer:
     elif case.op == "avg_backward":
         g, k, s, p = inp["g"], a["kernel_size"], a["stride"], _int_pad(case)
         fn = lambda: npb.avg_pool_backward_separable(g, x.shape, nd, k, s, p, lay)  # noqa: E731
+    elif case.op == "max_indices":
+        raise PeerUnavailable("NumPy has no argmax over sliding windows short of a stacked-window copy")
     else:
         raise PeerUnavailable(case.op)
     return Peer("numpy", fn, lambda r: r)
@@ -338,6 +348,11 @@ def _torch_peer(case: Case, inp, torch) -> Peer:
         f = getattr(F, f"{case.op}_pool{nd}d")
         k, s, p = a["kernel_size"], a["stride"], _int_pad(case)
         fn = lambda: f(x, k, s, p)  # noqa: E731
+    elif case.op == "max_indices":
+        f = getattr(F, f"max_pool{nd}d")
+        k, s, p = a["kernel_size"], a["stride"], _int_pad(case)
+        fn = lambda: f(x, k, s, p, return_indices=True)  # noqa: E731
+        return Peer("torch_channels_last" if cl else "torch", fn, lambda r: (back(r[0]), back(r[1])))
     elif case.op == "global_avg":
         f = getattr(F, f"adaptive_avg_pool{nd}d")
         fn = lambda: f(x, 1)  # noqa: E731
@@ -382,14 +397,17 @@ def _ort_peer(case: Case, inp, ort, onnx, threads) -> Peer:
     from onnx import helper
 
     nd, a = case.nd, case.args
-    if case.op in ("max", "avg"):
+    outs = ["y"]
+    if case.op in ("max", "avg", "max_indices"):
         k, s, p = a["kernel_size"], a["stride"], _int_pad(case)
         attrs = dict(kernel_shape=[k] * nd, strides=[s] * nd, pads=[p] * (2 * nd))
+        if case.op == "max_indices":
+            outs.append("i")
         if case.op == "avg":
             if case.dtype == "float64":
                 raise PeerUnavailable("onnxruntime has no float64 AveragePool")
             attrs["count_include_pad"] = 1
-        op_type = "MaxPool" if case.op == "max" else "AveragePool"
+        op_type = "AveragePool" if case.op == "avg" else "MaxPool"
     elif case.op == "global_avg":
         op_type, attrs = "GlobalAveragePool", {}
     elif case.op == "adaptive_avg":
@@ -402,9 +420,11 @@ def _ort_peer(case: Case, inp, ort, onnx, threads) -> Peer:
     x = inp["x"]
     et = helper.np_dtype_to_tensor_dtype(x.dtype)
     graph = helper.make_graph(
-        [helper.make_node(op_type, ["x"], ["y"], **attrs)], "bench",
+        [helper.make_node(op_type, ["x"], outs, **attrs)], "bench",
         [helper.make_tensor_value_info("x", et, list(x.shape))],
-        [helper.make_tensor_value_info("y", et, list(case.out))])
+        [helper.make_tensor_value_info("y", et, list(case.out))]
+        + [helper.make_tensor_value_info("i", helper.np_dtype_to_tensor_dtype(np.dtype(np.int64)), list(case.out))
+           for _ in outs[1:]])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ORT_OPSET)],
                               ir_version=ORT_IR_VERSION)
     sess = ort.InferenceSession(model.SerializeToString(), ort_session_options(ort, threads),
@@ -415,12 +435,23 @@ def _ort_peer(case: Case, inp, ort, onnx, threads) -> Peer:
     io = sess.io_binding()
     io.bind_input("x", "cpu", 0, x.dtype, list(x.shape), x.ctypes.data)
     io.bind_output("y", "cpu", 0, y.dtype, list(y.shape), y.ctypes.data)
+    if len(outs) == 1:
+        def fn():
+            sess.run_with_iobinding(io)
+            return y
 
-    def fn():
+        return Peer("onnxruntime", fn, lambda r: r)
+    i = np.empty(case.out, np.int64)
+    io.bind_output("i", "cpu", 0, i.dtype, list(i.shape), i.ctypes.data)
+
+    def fn_i():
         sess.run_with_iobinding(io)
-        return y
+        return y, i
 
-    return Peer("onnxruntime", fn, lambda r: r)
+    # ONNX's indices count from the start of the whole tensor, PyTorch's (and
+    # fastpool's) from the start of each plane
+    plane = int(np.prod(case.shape[2:]))
+    return Peer("onnxruntime", fn_i, lambda r: (r[0], r[1] % plane))
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -489,6 +520,8 @@ def _case_bytes(case: Case, inp):
     n_in, n_out = int(np.prod(case.shape)), int(np.prod(case.out))
     if case.op == "max_backward":
         return n_out * item + inp["idx"].nbytes + n_in * item
+    if case.op == "max_indices":
+        return (n_in + n_out) * item + n_out * 8
     if case.op == "avg_backward":
         return n_out * item + n_in * item
     return (n_in + n_out) * item
@@ -499,7 +532,16 @@ def _tol(case):
 
 
 def _check(case, ref, got):
-    """'ok', or why a peer's output differs from fastpool's."""
+    """'ok', or why a peer's output differs from fastpool's (values and indices:
+    the values within the case's tolerance, the indices exactly)."""
+    if isinstance(ref, tuple):
+        why = _check(case, ref[0], got[0])
+        if why != "ok":
+            return why
+        if np.shape(got[1]) != ref[1].shape:
+            return f"indices: shape {np.shape(got[1])} != fastpool's {ref[1].shape}"
+        bad = int(np.count_nonzero(np.asarray(got[1]) != ref[1]))
+        return "ok" if bad == 0 else f"indices: {bad} differ"
     got = np.asarray(got)
     if got.shape != ref.shape:
         return f"shape {got.shape} != fastpool's {ref.shape}"
@@ -549,8 +591,8 @@ def run_case(case: Case, threads: int, peers: _Peers, *, min_reps=5, max_reps=25
     inp = _inputs(case)
     fcall = fastpool_call(case, inp)
     ref = fcall()
-    assert ref.shape == case.result_shape, \
-        f"{case.name}: fastpool gave {ref.shape}, the table says {case.result_shape}"
+    got = ref[0].shape if isinstance(ref, tuple) else ref.shape
+    assert got == case.result_shape, f"{case.name}: fastpool gave {got}, the table says {case.result_shape}"
     rec = dict(name=case.name, op=case.op, nd=case.nd, shape=list(case.shape), out_shape=list(case.out),
                dtype=case.dtype, layout=case.layout, args=case.args, why=case.why, threads=threads,
                base=case.base, bytes=_case_bytes(case, inp), peers={})

@@ -81,6 +81,20 @@ def test_results_structure(results, tmp_path):
     assert c["copy_fraction"] == pytest.approx(c["gbps"] / res["copy_bandwidth"]["gbps"])
 
 
+def test_indices_case_checks_values_and_indices_of_each_peer():
+    fwd = bench._window("max", (2, 3, 12, 12), 3, 2, 1, "tiny")
+    case = bench.replace(fwd, name="max2d_indices tiny", op="max_indices", why="tiny")
+    (c,) = bench.run([case], **QUIET)["cases"]
+    # onnxruntime counts its indices from the tensor's start: compared per plane
+    assert c["peers"]["torch"]["check"] == "ok" and c["peers"]["onnxruntime"]["check"] == "ok"
+    assert "unavailable" in c["peers"]["numpy"]
+    assert c["bytes"] == (2 * 3 * 12 * 12 + 2 * 3 * 6 * 6) * 4 + 2 * 3 * 6 * 6 * 8
+    y, idx = fp.max_pool2d(np.arange(16.0).reshape(1, 1, 4, 4), 2, return_indices=True)
+    assert bench._check(case, (y, idx), (y, idx)) == "ok"
+    assert bench._check(case, (y, idx), (y, idx + 1)) == "indices: 4 differ"
+    assert bench._check(case, (y, idx), (y + 1, idx)).startswith("mismatch")
+
+
 def test_a_peer_computing_something_else_is_reported_and_not_timed(monkeypatch):
     def wrong_numpy_peer(case, inp):
         return bench.Peer("numpy", lambda: np.zeros(case.out, np.float32), lambda r: r)
