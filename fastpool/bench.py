@@ -55,6 +55,16 @@ PAUSE_S = 0.02
 # ("after_pause"); the medians come from the back-to-back calls that follow it
 # in the block, as a loop over batches sees them.
 ROUNDS = 5
+# After the first call, each block runs unrecorded calls for SETTLE_S before the
+# recorded ones.  Traced per call on global_avg (64, 2048, 7, 7), 2 threads, 6
+# blocks each: right after a PyTorch block fastpool's calls 2-8 took 1.1 ms and
+# then 0.5 ms (PyTorch's OpenMP workers spin on for ~5-9 ms: 9 ms of CPU in a
+# 0.2 s sleep after its block, against fastpool's 1 ms); after a 20-200 ms
+# sleep every library needs ~5 ms of calls to come back to speed (fastpool
+# 1.4 -> 0.5 ms, PyTorch 2.0 -> 0.6 ms).  A block of 5 recorded 0.5 ms calls
+# was all ramp: the medians timed the previous peer's spinning threads and
+# this VM's wake-up more than the kernels.
+SETTLE_S = 0.015
 
 
 # ----------------------------------------------------------------------------- case table
@@ -465,13 +475,14 @@ def _stats(samples):
 
 
 def measure(fns, *, min_reps=5, max_reps=25, budget_s=0.5, warmup=1, pause_s=PAUSE_S,
-            rounds=ROUNDS):
+            rounds=ROUNDS, settle_s=SETTLE_S):
     """Time callables interleaved in blocks: after ``warmup`` calls each, up to
     ``rounds`` rounds run every callable (order rotated each round) as a block: a
-    pause, one call timed as ``after_pause``, then back-to-back calls, the
-    samples of the statistics, until each callable has its repetitions
-    (``budget_s / warm-up time`` clipped to [min_reps, max_reps]).  Results are
-    kept alive past the clock so freeing them is not timed."""
+    pause, one call timed as ``after_pause``, unrecorded calls until ``settle_s``
+    has passed since it (at least one when ``settle_s`` > 0), then back-to-back
+    calls, the samples of the statistics, until each callable has its
+    repetitions (``budget_s / warm-up time`` clipped to [min_reps, max_reps]).
+    Results are kept alive past the clock so freeing them is not timed."""
     est = {}
     for name, f in fns.items():
         for _ in range(max(warmup, 1)):
@@ -493,12 +504,23 @@ def measure(fns, *, min_reps=5, max_reps=25, budget_s=0.5, warmup=1, pause_s=PAU
                 continue
             if pause_s:
                 time.sleep(pause_s)
-            for i in range(want + 1):
+            t0 = time.perf_counter()
+            r = fns[n]()
+            t1 = time.perf_counter()
+            del r
+            first[n].append(t1 - t0)
+            if settle_s:
+                while True:
+                    r = fns[n]()
+                    del r
+                    if time.perf_counter() - t1 >= settle_s:
+                        break
+            for _ in range(want):
                 t0 = time.perf_counter()
                 r = fns[n]()
                 t1 = time.perf_counter()
                 del r
-                (samples[n] if i else first[n]).append(t1 - t0)
+                samples[n].append(t1 - t0)
         rnd += 1
     return {n: dict(_stats(v), after_pause=_stats(first[n])) for n, v in samples.items()}
 
@@ -805,9 +827,9 @@ def run(cases=None, *, full=False, threads=None, reps=None, budget_s=None, copy_
     res = dict(schema=1, mode=mode,
                load_average_start=_loadavg(), cases=[], settings=dict(
                    repetitions=[min_reps, max_reps], budget_s_per_peer=budget_s, warmup_calls=1,
-                   pause_s=PAUSE_S, rounds=ROUNDS,
-                   timing="interleaved blocks: pause, one call (after_pause), then back-to-back "
-                          "calls (the medians)", input="standard normal, seed 0",
+                   pause_s=PAUSE_S, rounds=ROUNDS, settle_s=SETTLE_S,
+                   timing="interleaved blocks: pause, one call (after_pause), unrecorded calls for "
+                          "settle_s, then back-to-back calls (the medians)", input="standard normal, seed 0",
                    onnxruntime=dict(graph_optimization_level="ORT_ENABLE_EXTENDED", opset=ORT_OPSET,
                                     ir_version=ORT_IR_VERSION, intra_op_num_threads=threads,
                                     inter_op_num_threads=1, io_binding=True),
@@ -923,7 +945,10 @@ def render_table(res, chart=None):
         + (f", {peers_v}" if peers_v else "") + f". Copy bandwidth measured in the same run: "
         f"{cb:.1f} GB/s (read + write). Load average at the start: {res.get('load_average_start')}.",
         "",
-        "Medians in ms of back-to-back calls (fastpool's interquartile range in brackets); the "
+        "Medians in ms of back-to-back calls, recorded after "
+        f"{1e3 * res['settings'].get('settle_s', 0):.0f} ms of unrecorded calls in each block "
+        "(the previous library's spinning threads and the wake-up from the pause stay out of "
+        "them; fastpool's interquartile range in brackets); the "
         "fastest peer in the same layout in **bold**; ratio = fastpool / fastest peer (below 1: "
         "fastpool is faster); after idle = the same ratio for the first call after a "
         f"{1e3 * res['settings'].get('pause_s', PAUSE_S):.0f} ms pause, which wakes each library's "

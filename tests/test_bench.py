@@ -149,7 +149,8 @@ def test_measure_blocks_pause_then_back_to_back_calls(monkeypatch):
     log = []
     monkeypatch.setattr(bench.time, "sleep", lambda s: log.append(("pause", s)))
     fns = {n: (lambda n=n: log.append(n)) for n in ("a", "b")}
-    st = bench.measure(fns, min_reps=7, max_reps=7, budget_s=0, warmup=1, pause_s=0.01, rounds=3)
+    st = bench.measure(fns, min_reps=7, max_reps=7, budget_s=0, warmup=1, pause_s=0.01, rounds=3,
+                       settle_s=0)
     assert log[:2] == ["a", "b"]  # warm-up
     blocks, cur = [], None
     for e in log[2:]:
@@ -164,3 +165,21 @@ def test_measure_blocks_pause_then_back_to_back_calls(monkeypatch):
     assert all(len(set(b)) == 1 for b in blocks)
     for n in fns:
         assert st[n]["n"] == 7 and st[n]["after_pause"]["n"] == 3
+
+
+def test_measure_settles_each_block_before_recording(monkeypatch):
+    """After the first call of a block, unrecorded calls run until ``settle_s`` has
+    passed; only the calls after them are samples."""
+    clock = [0.0]
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(bench.time, "sleep", lambda s: None)
+    calls = {"a": 0}
+
+    def a():  # each call takes 1 ms of the fake clock
+        calls["a"] += 1
+        clock[0] += 1e-3
+
+    st = bench.measure({"a": a}, min_reps=4, max_reps=4, budget_s=0, warmup=1, rounds=2, settle_s=0.0035)
+    # warm-up 1; per block: 1 first call, 4 settling calls (3.5 ms), 2 samples
+    assert calls["a"] == 1 + 2 * (1 + 4 + 2)
+    assert st["a"]["n"] == 4 and st["a"]["after_pause"]["n"] == 2
