@@ -25,9 +25,9 @@ Facts this module relies on (measured with onnx 1.23.2 / onnxruntime 1.31.1):
 * MaxPool's ``Indices`` are flat over (N, C, *spatial); ``Mod`` by the plane size
   gives fastpool's per-plane offsets (and, after an explicit Pad, Div/Mod/Sub map
   padded offsets back to the unpadded plane).
-* ORT fuses MatMul followed by Mul/Div by a one-element constant into
-  FusedMatMul with a float32 ``alpha``, even in float64 graphs, so divisors are
-  folded into the window matrices instead.
+* ORT before 1.32 fuses MatMul followed by Mul/Div by a one-element constant
+  into FusedMatMul with a float32 ``alpha``, even in float64 graphs, so divisors
+  are folded into the window matrices instead.
 
 The rest of the pooling family (fastpool.layers_family):
 
@@ -646,10 +646,10 @@ def _window_sum(b: Builder, v: Value, axes, weights=None, scale: float = 1.0) ->
     """Weighted window sums as float64 MatMuls, one per axis, innermost axis first.
 
     A divisor is folded into the matrices (``weights[a]`` per output along axis
-    ``a``, ``scale`` overall) rather than applied after them: onnxruntime fuses a
-    MatMul followed by a Mul/Div by a one-element constant into FusedMatMul with
-    a *float32* alpha, even in float64 graphs (1/12 becomes 0.0833333358; measured
-    errors of 2e-8 in a float64 adaptive average).
+    ``a``, ``scale`` overall) rather than applied after them: onnxruntime before
+    1.32 fuses a MatMul followed by a Mul/Div by a one-element constant into
+    FusedMatMul with a *float32* alpha, even in float64 graphs (1/12 becomes
+    0.0833333358; measured errors of 2e-8 in a float64 adaptive average).
     """
     nd = len(axes)
     weights = [None] * nd if weights is None else list(weights)
