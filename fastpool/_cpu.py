@@ -1226,10 +1226,10 @@ def _argmax_rows_vec(x, b, od, oh, D, H, W, bv, br, pl, lo0, nt0, d0, lo1, nt1, 
 
 
 @njit(inline="always")
-def _argmax_taps(qv, qr, M, sv, sr, sk, OWr, s, K, d):
-    """Tap ``k`` of output ``o`` is cell ``o + (k*d) // s`` of phase ``(k*d) % s``
-    (phases ``M`` cells apart)."""
-    for o in range(OWr):
+def _argmax_taps(qv, qr, M, sv, sr, sk, n, s, K, d):
+    """Tap ``k`` of lane ``l`` is cell ``l + (k*d) // s`` of phase ``(k*d) % s``
+    (phases ``M`` cells apart), for lanes ``l < n``."""
+    for o in range(n):
         sv[_u(o)] = qv[_u(o)]
         sr[_u(o)] = qr[_u(o)]
         sk[_u(o)] = 0
@@ -1237,7 +1237,7 @@ def _argmax_taps(qv, qr, M, sv, sr, sk, OWr, s, K, d):
         off = k * d
         base = (off % s) * M + off // s
         k32 = np.int32(k)
-        for o in range(OWr):
+        for o in range(n):
             v = qv[_u(base + o)]
             r = qr[_u(base + o)]
             b = sv[_u(o)]
@@ -1250,43 +1250,51 @@ def _argmax_taps(qv, qr, M, sv, sr, sk, OWr, s, K, d):
 
 
 @njit(inline="always")
-def _argmax_wins_vec(bv, br, qv, qr, M, sv, sr, sk, s, K, d):
+def _argmax_wins_vec(bv, br, qv, qr, M, sv, sr, sk, n, s, K, d):
     """Winner of every output's taps ``o*s + k*d`` of the padded buffers into
-    ``sv``/``sr``/``sk`` (value, row start, tap), for all ``sv.size`` lanes.
-    Strides above 1 split the buffers into ``s`` phases first, so every tap
-    is a contiguous run; no arithmetic on the int32 lanes keeps them int32
-    (Numba widens sums).  Each stride calls the tap passes on its own arrays:
-    picking the arrays first measured ~1.5x slower."""
+    ``sv``/``sr``/``sk`` (value, row start, tap) for lanes ``l < n``.  Strides
+    above 1 split the buffers into ``s`` phases first, so every tap is a
+    contiguous run; no arithmetic on the int32 lanes keeps them int32 (Numba
+    widens sums).  Each stride calls the tap passes on its own arrays: picking
+    the arrays first measured ~1.5x slower."""
     if s == 1:
-        _argmax_taps(bv, br, M, sv, sr, sk, sv.size, 1, K, d)
+        _argmax_taps(bv, br, M, sv, sr, sk, n, 1, K, d)
         return
+    nj = min(M, n + (K - 1) * d // s + 1)  # the phase cells the lanes' taps reach
     if s == 2:
-        for j in range(M):
+        for j in range(nj):
             qv[_u(j)] = bv[_u(2 * j)]
             qv[_u(M + j)] = bv[_u(2 * j + 1)]
             qr[_u(j)] = br[_u(2 * j)]
             qr[_u(M + j)] = br[_u(2 * j + 1)]
     else:
-        for j in range(M):
+        for j in range(nj):
             for q in range(s):
                 qv[_u(q * M + j)] = bv[_u(j * s + q)]
                 qr[_u(q * M + j)] = br[_u(j * s + q)]
-    _argmax_taps(qv, qr, M, sv, sr, sk, sv.size, s, K, d)
+    _argmax_taps(qv, qr, M, sv, sr, sk, n, s, K, d)
 
 
 @njit(inline="always")
 def _argmax_scratch(x, Lb, s, OW, K, d, lowest):
-    """Padded row buffers (padding cells: lowest value, a row start past the
-    plane), their phase split and the per-output winners."""
-    # whole 16-lane blocks: a loop's scalar remainder costs as much as its
-    # vector body on 56 outputs; the extra lanes read padding and are dropped
-    OWr = (OW + 15) // 16 * 16
-    M = (max(Lb // s + 1, OWr + (K - 1) * d // s + 1) + 15) // 16 * 16
+    """Row buffers for ``NB`` output rows side by side, each ``s * Mr`` cells
+    (padding cells: lowest value, a row start past the plane), their phase
+    split (``M`` cells a phase) and the per-lane winners.  One tap pass serves
+    NB rows: on 28-output rows a pass per row cost ~100 ns in loop set-up and
+    remainders, more than its lanes.  -> (bv, br, M, qv, qr, sv, sr, sk, Mr, NB)."""
+    Mr = max(Lb // s + 1, OW + (K - 1) * d // s + 1)
+    # wider rows run one at a time: batched, 112-cell rows measured 1.2-1.3x slower
+    NB = max(1, 256 // Mr) if OW <= 32 else 1
+    if NB == 1:
+        M = (max(Lb // s + 1, (OW + 15) // 16 * 16 + (K - 1) * d // s + 1) + 15) // 16 * 16
+    else:
+        M = (NB * Mr + Mr + 31) // 16 * 16  # phases start on whole vectors
     bv = np.full(s * M, lowest, x.dtype)
     br = np.full(s * M, _POS_PAD, np.int32)
     qv = np.full(s * M, lowest, x.dtype)
     qr = np.full(s * M, _POS_PAD, np.int32)
-    return bv, br, M, qv, qr, np.empty(OWr, x.dtype), np.empty(OWr, np.int32), np.empty(OWr, np.int32)
+    L = (OW + 15) // 16 * 16 if NB == 1 else (NB * Mr + 15) // 16 * 16
+    return bv, br, M, qv, qr, np.empty(L, x.dtype), np.empty(L, np.int32), np.empty(L, np.int32), Mr, NB
 
 
 @_jit
@@ -1298,17 +1306,32 @@ def cf_argmax_forward(x, out, idx, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, 
     nch = _chunks(total)
     for ch in prange(nch):
         ch = np.int64(ch)
-        bv, br, M, qv, qr, sv, sr, sk = _argmax_scratch(x, Lb, s, OW, K, d2, lowest)
+        bv, br, M, qv, qr, sv, sr, sk, Mr, NB = _argmax_scratch(x, Lb, s, OW, K, d2, lowest)
         r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
-        for r in range(r0, r1):
-            if r > r0:
-                b, od, oh = _next_row(b, od, oh, OD, OH)
-            _argmax_rows_vec(x, b, od, oh, D, H, W, bv, br, pl, lo0, nt0, d0, lo1, nt1, d1)
-            _argmax_wins_vec(bv, br, qv, qr, M, sv, sr, sk, s, K, d2)
-            oo = r * OW
-            for o in range(OW):
-                out[_u(oo + o)] = sv[_u(o)]
-                idx[_u(oo + o)] = np.int64(sr[_u(o)]) + (o * s + np.int64(sk[_u(o)]) * d2 - pl)
+        if NB == 1:
+            for r in range(r0, r1):
+                if r > r0:
+                    b, od, oh = _next_row(b, od, oh, OD, OH)
+                _argmax_rows_vec(x, b, od, oh, D, H, W, bv, br, pl, lo0, nt0, d0, lo1, nt1, d1)
+                _argmax_wins_vec(bv, br, qv, qr, M, sv, sr, sk, sv.size, s, K, d2)
+                oo = r * OW
+                for o in range(OW):
+                    out[_u(oo + o)] = sv[_u(o)]
+                    idx[_u(oo + o)] = np.int64(sr[_u(o)]) + (o * s + np.int64(sk[_u(o)]) * d2 - pl)
+            continue
+        for ra in range(r0, r1, NB):
+            nb = min(NB, r1 - ra)
+            for i in range(nb):
+                if ra + i > r0:
+                    b, od, oh = _next_row(b, od, oh, OD, OH)
+                _argmax_rows_vec(x, b, od, oh, D, H, W, bv, br, pl + i * s * Mr, lo0, nt0, d0, lo1, nt1, d1)
+            _argmax_wins_vec(bv, br, qv, qr, M, sv, sr, sk, min(sv.size, (nb * Mr + 15) // 16 * 16), s, K, d2)
+            for i in range(nb):
+                oo = (ra + i) * OW
+                lo = i * Mr
+                for o in range(OW):
+                    out[_u(oo + o)] = sv[_u(lo + o)]
+                    idx[_u(oo + o)] = np.int64(sr[_u(lo + o)]) + (o * s + np.int64(sk[_u(lo + o)]) * d2 - pl)
 
 
 @_jit
@@ -1321,17 +1344,24 @@ def cf_argmax_backward(x, g, gx, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1
     S = D * H * W
     P = OD * OH * OW
     B = gx.size // S
+    R = OD * OH
     for b in prange(B):
         b = np.int64(b)
-        bv, br, M, qv, qr, sv, sr, sk = _argmax_scratch(x, Lb, s, OW, K, d2, lowest)
+        bv, br, M, qv, qr, sv, sr, sk, Mr, NB = _argmax_scratch(x, Lb, s, OW, K, d2, lowest)
         gp = np.zeros(S, gx.dtype)
-        for od in range(OD):
-            for oh in range(OH):
-                _argmax_rows_vec(x, b, od, oh, D, H, W, bv, br, pl, lo0, nt0, d0, lo1, nt1, d1)
-                _argmax_wins_vec(bv, br, qv, qr, M, sv, sr, sk, s, K, d2)
-                go = b * P + (od * OH + oh) * OW
+        od, oh = np.int64(0), np.int64(0)
+        for ra in range(0, R, NB):
+            nb = min(NB, R - ra)
+            for i in range(nb):
+                od = (ra + i) // OH
+                oh = ra + i - od * OH
+                _argmax_rows_vec(x, b, od, oh, D, H, W, bv, br, pl + i * s * Mr, lo0, nt0, d0, lo1, nt1, d1)
+            _argmax_wins_vec(bv, br, qv, qr, M, sv, sr, sk, min(sv.size, (nb * Mr + 15) // 16 * 16), s, K, d2)
+            for i in range(nb):
+                go = b * P + (ra + i) * OW
+                lo = i * Mr
                 for o in range(OW):
-                    gp[_u(np.int64(sr[_u(o)]) + (o * s + np.int64(sk[_u(o)]) * d2 - pl))] += g[_u(go + o)]
+                    gp[_u(np.int64(sr[_u(lo + o)]) + (o * s + np.int64(sk[_u(lo + o)]) * d2 - pl))] += g[_u(go + o)]
         _simd.stream(gp, 0, gx, b * S, S)
 
 
