@@ -273,6 +273,22 @@ def sep_sum_forward(x, out, C, pmode, p, fmode, rdiv, area,
                         orow[q] = (acc[q] * drow[ow]) ** inv
 
 
+@njit(inline="always")
+def channel_blocks(C):
+    """Channels per task and tasks per plane for kernels that split (plane,
+    block of up to 16 channels) tasks."""
+    cb = 16 if C > 16 else C
+    return cb, (C + cb - 1) // cb
+
+
+@njit(inline="always")
+def channel_block(t, nblk, cb, C):
+    """Task ``t`` of ``channel_blocks``' split -> (plane, first channel, end)."""
+    b = t // nblk
+    c0 = (t - b * nblk) * cb
+    return b, c0, min(C, c0 + cb)
+
+
 @_jit
 def scatter_max_backward(g, idx, gx):
     """Per-task serial scatter in output order (PyTorch's order): deterministic.
@@ -286,8 +302,7 @@ def scatter_max_backward(g, idx, gx):
     B, O, C = g.shape
     S = gx.shape[1]
     us = np.uint64(S)
-    cb = 16 if C > 16 else C
-    nblk = (C + cb - 1) // cb
+    cb, nblk = channel_blocks(C)
     bad = np.zeros(B * nblk, np.uint8)
     badv = np.zeros(B * nblk, np.int64)
     if C == 1:
@@ -309,9 +324,7 @@ def scatter_max_backward(g, idx, gx):
     else:
         for t in prange(B * nblk):
             t = np.int64(t)
-            b = t // nblk
-            c0 = (t - b * nblk) * cb
-            c1 = min(C, c0 + cb)
+            b, c0, c1 = channel_block(t, nblk, cb, C)
             for s in range(S):
                 for c in range(c0, c1):
                     gx[b, s, c] = 0.0

@@ -19,6 +19,8 @@ import os
 import numpy as np
 from numba import njit, prange
 
+from ._cpu import channel_block, channel_blocks
+
 _CACHE = os.environ.get("FASTPOOL_NUMBA_CACHE", "1") != "0"
 
 _jit = njit(parallel=True, cache=_CACHE, nogil=True, fastmath=False)
@@ -35,13 +37,10 @@ def unpool_forward(x, idx, out):
     when two inputs name the same cell the later one wins (PyTorch's CPU rule).
     """
     B, S, C = x.shape
-    cb = 16 if C > 16 else C
-    nblk = (C + cb - 1) // cb
+    cb, nblk = channel_blocks(C)
     for t in prange(B * nblk):
         t = np.int64(t)
-        b = t // nblk
-        c0 = (t - b * nblk) * cb
-        c1 = min(C, c0 + cb)
+        b, c0, c1 = channel_block(t, nblk, cb, C)
         for s in range(S):
             for c in range(c0, c1):
                 out[b, idx[b, s, c], c] = x[b, s, c]
