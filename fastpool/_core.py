@@ -146,9 +146,17 @@ def canonical(x, nd: int, layout: str, allow_int: bool, name: str = "x") -> Cano
         c = x.shape[-1]
     # native byte order and C-contiguity; copies only when the input needs it
     arr = np.ascontiguousarray(x, dtype=dt)
-    x5 = arr.reshape((b,) + three(spatial) + (c,)).view()
-    x5.flags.writeable = False  # one compiled signature, and a guarantee the kernels never write
+    x5 = read_only(arr.reshape((b,) + three(spatial) + (c,)))
     return Canon(x5, tuple(x.shape), tuple(lead), tuple(trail), tuple(spatial), layout, dt)
+
+
+def read_only(a: np.ndarray) -> np.ndarray:
+    """A read-only view.  Every kernel input is one: Numba types read-only
+    arrays apart, so this keeps one compiled signature per dtype, and it
+    guarantees the kernels never write to what the caller passed."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
 
 
 def compute_dtype(dt: np.dtype) -> np.dtype:
@@ -162,8 +170,7 @@ def kernel_input(cn: Canon) -> np.ndarray:
         if v.size:
             h = cn.x5.reshape(-1).view(np.uint16)
             _cpu.pick(_cpu.f16_to_f32, h, v)(h, v.reshape(-1))
-        v.flags.writeable = False
-        return v
+        return read_only(v)
     return cn.x5
 
 
@@ -245,10 +252,7 @@ def check_grad(grad_output, expected_shape: tuple, op: str) -> np.ndarray:
 
 
 def canon_grad(g: np.ndarray, cn: Canon, out_spatial, dtype) -> np.ndarray:
-    g = np.ascontiguousarray(g, dtype=dtype)
-    v = g.reshape(cn.canon_shape(out_spatial)).view()
-    v.flags.writeable = False
-    return v
+    return read_only(np.ascontiguousarray(g, dtype=dtype).reshape(cn.canon_shape(out_spatial)))
 
 
 def check_indices(indices, expected_shape: tuple) -> np.ndarray:

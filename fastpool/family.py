@@ -25,7 +25,7 @@ from . import _geometry as geo
 from . import pooling as P
 from ._core import (Canon, as_array, canon_grad, canonical, check_dtype, check_grad,
                     check_indices, compute_dtype, covers, float_backward_input, kernel_input,
-                    public, tables)
+                    public, read_only, tables)
 from ._spec import int_tuple, is_int, normalize_layout, window_spec
 from .errors import PoolingError, PoolingTypeError
 
@@ -76,14 +76,6 @@ def _real(name, v, positive=False):
 def _no_indices(indices, op):
     if indices is not None:
         raise PoolingError(f"indices is not used by {op}; pass indices=None")
-
-
-def _ro(a: np.ndarray) -> np.ndarray:
-    """A read-only view: kernel inputs are always read-only, so each kernel
-    compiles one signature per dtype (Numba types read-only arrays apart)."""
-    v = a.view()
-    v.flags.writeable = False
-    return v
 
 
 def _pick(kernel, a, b):
@@ -183,7 +175,7 @@ def _unpool_setup(nd, x, indices, kernel_size, stride, padding, output_size, lay
                 f"indices must lie in [0, {n_out}) (flat positions in one output plane of "
                 f"spatial size {tuple(osp)}), got {bad}"
             )
-    idx5 = _ro(np.ascontiguousarray(idx, dtype=np.int64).reshape(cn.x5.shape))
+    idx5 = read_only(np.ascontiguousarray(idx, dtype=np.int64).reshape(cn.x5.shape))
     return cn, tuple(osp), idx5
 
 
@@ -716,7 +708,7 @@ def _roi_setup(x, boxes, output_size, spatial_scale, layout, op):
     else:
         N, H, W, C = x4.shape
         x5 = x4.reshape(N, 1, H, W, C)
-    x5.flags.writeable = False
+    x5 = read_only(x5)
     ph, pw = int_tuple("output_size", output_size, 2, 1)
     scale = T(_real("spatial_scale", spatial_scale, positive=True))
     batch, coords = _boxes(boxes, N, T)
@@ -753,7 +745,7 @@ def _roi_route(s, work):
         return s
     r = dict(s)
     x4 = s["x5"].reshape(s["N"], s["C"], s["H"], s["W"])
-    r["x5"] = _ro(np.ascontiguousarray(x4.transpose(0, 2, 3, 1)).reshape(s["N"], 1, s["H"], s["W"], s["C"]))
+    r["x5"] = read_only(np.ascontiguousarray(x4.transpose(0, 2, 3, 1)).reshape(s["N"], 1, s["H"], s["W"], s["C"]))
     r["layout"] = "channels_last"
     return r
 
@@ -774,9 +766,7 @@ def _to_route(s, r, a):
 
 def _roi_grad(s, r, grad_output, op):
     g = check_grad(grad_output, s["out_shape"], op)
-    g5 = _to_route(s, r, np.asarray(g, dtype=s["T"]))
-    g5.flags.writeable = False
-    return g5
+    return read_only(_to_route(s, r, np.asarray(g, dtype=s["T"])))
 
 
 def _roi_user_grad(s, r, gx5):
@@ -949,7 +939,7 @@ def roi_pool_backward(grad_output, x, boxes, output_size, spatial_scale=1.0, *,
     r = _roi_route(s, _roi_pool_work(tabs))
     g5 = _roi_grad(s, r, grad_output, "roi_pool")
     if indices is None:
-        arg5 = _ro(_roi_pool_forward(s, tabs, r)[1])
+        arg5 = read_only(_roi_pool_forward(s, tabs, r)[1])
     else:
         idx = as_array(indices, "indices")
         if idx.dtype.kind not in "iu":
@@ -959,7 +949,7 @@ def roi_pool_backward(grad_output, x, boxes, output_size, spatial_scale=1.0, *,
         if idx.size and (idx.min() < -1 or idx.max() >= s["H"] * s["W"]):
             bad = idx.min() if idx.min() < -1 else idx.max()
             raise PoolingError(f"indices must lie in [-1, {s['H'] * s['W']}) (-1: empty bin), got {int(bad)}")
-        arg5 = _ro(_to_route(s, r, np.asarray(idx, dtype=np.int64)))
+        arg5 = read_only(_to_route(s, r, np.asarray(idx, dtype=np.int64)))
     gx5 = np.empty(r["x5"].shape, s["T"])
     if gx5.size:
         _pick(_k.roi_pool_backward, g5, gx5)(g5, arg5, gx5, *_batch_order(s))

@@ -20,7 +20,7 @@ from . import _cpu
 from . import _geometry as geo
 from ._core import (Canon, as_array, canon_grad, canonical, check_shape, check_rank, check_grad, check_indices, compute_dtype,
                     covers, cf_row_args, divisor, flat4, float_backward_input, interior_args, kernel_input,
-                    public, tables)
+                    public, read_only, tables)
 from ._spec import (AdaptiveSpec, adaptive_spec, is_int, norm_type_value, normalize_layout,
                     window_spec)
 from .errors import PoolingError, PoolingTypeError
@@ -310,8 +310,7 @@ def scatter_indices(cn: Canon, g5, idx, gx5, osp) -> None:
     order; the range of ``idx`` is checked as the kernel reads it."""
     if not gx5.size:
         return
-    idx5 = np.ascontiguousarray(idx, dtype=np.int64).reshape(cn.canon_shape(osp)).view()
-    idx5.flags.writeable = False
+    idx5 = read_only(np.ascontiguousarray(idx, dtype=np.int64).reshape(cn.canon_shape(osp)))
     b, c = gx5.shape[0], gx5.shape[4]
     n_bad, first = _cpu.pick(_cpu.scatter_max_backward, g5, gx5)(g5.reshape(b, -1, c), idx5.reshape(b, -1, c),
                                                                 gx5.reshape(b, -1, c))
