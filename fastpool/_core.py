@@ -80,10 +80,13 @@ def check_shape(shape, ranks=None, name: str = "input_shape") -> tuple:
     return items
 
 
+_FLOAT_SET, _ANY_SET = frozenset(FLOATS), frozenset(FLOATS + INTS)
+
+
 def check_dtype(x: np.ndarray, allow_int: bool, name: str = "x") -> None:
     dt = x.dtype.newbyteorder("=") if x.dtype.byteorder not in "=|" else x.dtype
-    ok = FLOATS + (INTS if allow_int else ())
-    if dt not in ok:
+    if dt not in (_ANY_SET if allow_int else _FLOAT_SET):
+        ok = FLOATS + (INTS if allow_int else ())
         allowed = ", ".join(str(d) for d in ok)
         raise PoolingTypeError(f"{name} dtype must be one of {allowed}; got {x.dtype}")
 
@@ -138,11 +141,11 @@ def canonical(x, nd: int, layout: str, allow_int: bool, name: str = "x") -> Cano
     batched = x.ndim == nd + 2
     if layout == CHANNELS_FIRST:
         lead, spatial, trail = x.shape[: x.ndim - nd], x.shape[x.ndim - nd:], ()
-        b = int(np.prod(lead, dtype=np.int64))
+        b = math.prod(lead)
         c = 1
     else:
         lead, spatial, trail = x.shape[: x.ndim - nd - 1], x.shape[x.ndim - nd - 1: -1], x.shape[-1:]
-        b = int(np.prod(lead, dtype=np.int64)) if batched else 1
+        b = math.prod(lead) if batched else 1
         c = x.shape[-1]
     # native byte order and C-contiguity; copies only when the input needs it
     arr = np.ascontiguousarray(x, dtype=dt)
@@ -174,36 +177,39 @@ def kernel_input(cn: Canon) -> np.ndarray:
     return cn.x5
 
 
-def tables(axes):
+@geo.per_plan
+def tables(axes) -> tuple:
     """Flatten three axis tables into the kernels' argument order."""
     args = []
     for t in geo.padded3(axes):
         args += [t.lo, t.taps, np.int64(t.step)]
-    return args
+    return tuple(args)
 
 
-def interior_args(axes):
+@geo.per_plan
+def interior_args(axes) -> tuple:
     """The W axis's interior run, for the separable kernels."""
-    return [np.int64(v) for v in geo.interior(geo.padded3(axes)[2])]
+    return tuple(np.int64(v) for v in geo.interior(geo.padded3(axes)[2]))
 
 
-def cf_row_args(axes, quads=False):
+@geo.per_plan
+def cf_row_args(axes, quads=False) -> tuple:
     """W-axis geometry for the channels-first row kernels: ``uniform`` (windows
     ``o*stride`` in a buffer holding the row at ``pl``; 2 when the rows also take
     the short-vector loop: stride 1 or 2, 4+ cells in and out, 8+ in for 3-D
     windows; with ``quads``, 3 where ``quad_rows`` holds), ``pl``, the buffer
     length, stride and kernel."""
     if quads and quad_rows(axes):
-        return [np.int64(3)] + cf_row_args(axes)[1:]
+        return (np.int64(3),) + cf_row_args(axes)[1:]
     t0, _, t = geo.padded3(axes)
     if not t.stride:
-        return [np.int64(0), np.int64(0), np.int64(t.n), np.int64(1), np.int64(t.taps.max())]
+        return (np.int64(0), np.int64(0), np.int64(t.n), np.int64(1), np.int64(t.taps.max()))
     pl, k, s = t.pads[0], t.kernel, t.stride
     end = (t.out - 1) * s + (k - 1) * t.step + 1
     vector = s in (1, 2) and t.n >= (4 if int(t0.taps.max()) == 1 else 8) and t.out >= 4
     # slack: the stride-2 passes read up to two cells past the last window
-    return [np.int64(2 if vector else 1), np.int64(pl), np.int64(max(pl + t.n, end) + 2),
-            np.int64(s), np.int64(k)]
+    return (np.int64(2 if vector else 1), np.int64(pl), np.int64(max(pl + t.n, end) + 2),
+            np.int64(s), np.int64(k))
 
 
 def quad_rows(axes) -> bool:
@@ -223,16 +229,22 @@ def flat4(a5: np.ndarray) -> np.ndarray:
     return a5.reshape(b, d, h, w * c)
 
 
-def covers(axes):
+@geo.per_plan
+def covers(axes) -> tuple:
     args = []
     for t in geo.padded3(axes):
         ptr, outs = t.cover
         args += [ptr, outs]
-    return args
+    return tuple(args)
 
 
 def divisor(axes, mode: str, override=None) -> np.ndarray:
     """Per-output divisor ``(OD, OH, OW)``: 'pad' counts padding taps, 'valid' does not."""
+    return _divisor(axes, mode, override).copy()
+
+
+@geo.per_plan
+def _divisor(axes, mode: str, override=None) -> np.ndarray:
     t0, t1, t2 = geo.padded3(axes)
     if override is not None:
         return np.full((t0.out, t1.out, t2.out), float(override))

@@ -14,7 +14,7 @@ that list gives deterministic sums in PyTorch's accumulation order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, wraps
 
 import numpy as np
 
@@ -122,8 +122,33 @@ def adaptive_axis(n: int, out: int) -> AxisTable:
     return AxisTable(n, out, lo, taps, 1, taps, (0, 0), even, even)
 
 
+def per_plan(fn):
+    """Memoise ``fn(axes, *extra)``, a pure function of a plan and hashable
+    extras (kernel arguments, routing tests).  Plans come from the lru-cached
+    builders here, so a plan is one object: entries are keyed by its identity
+    and hold it, so the id cannot be reused while the entry lives.  Recomputed
+    per call these cost 10-20 us of Python, more than the kernel of a small
+    input.  Values are shared: tuples, or arrays nobody writes."""
+    cache: dict = {}
+
+    @wraps(fn)
+    def cached(axes, *extra):
+        key = (id(axes),) + extra
+        hit = cache.get(key)
+        if hit is not None and hit[0] is axes:
+            return hit[1]
+        val = fn(axes, *extra)
+        if len(cache) >= 1024:  # fractional pooling draws a new plan per call
+            cache.clear()
+        cache[key] = (axes, val)
+        return val
+
+    return cached
+
+
 @lru_cache(maxsize=256)
 def _window_plan(spec: WindowSpec, spatial: tuple):
+    _fits(_window_outs(spec, spatial))  # a raise caches nothing
     axes = []
     for a, n in enumerate(spatial):
         k, s, d = spec.window[a], spec.stride[a], spec.dilation[a]
@@ -137,6 +162,7 @@ def _window_plan(spec: WindowSpec, spatial: tuple):
 
 @lru_cache(maxsize=256)
 def _adaptive_plan(spec: AdaptiveSpec, spatial: tuple):
+    _fits(n if o is None else o for n, o in zip(spatial, spec.output_size))
     axes = []
     for a, n in enumerate(spatial):
         out = spec.output_size[a]
@@ -175,10 +201,8 @@ def plan(spec, spatial) -> tuple:
     """Per-axis tables for ``spatial`` (the input's spatial sizes)."""
     spatial = tuple(int(n) for n in spatial)
     if isinstance(spec, WindowSpec):
-        _fits(_window_outs(spec, spatial))
         return _window_plan(spec, spatial)
     if isinstance(spec, AdaptiveSpec):
-        _fits(n if o is None else o for n, o in zip(spatial, spec.output_size))
         return _adaptive_plan(spec, spatial)
     if spec == "global":
         return _global_plan(spatial)

@@ -38,7 +38,8 @@ def normalize_layout(layout) -> str:
 
 
 def is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    # the exact-type test first: the ABC check alone costs ~0.5 us a call
+    return type(v) is int or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
 
 
 # Sizes, strides and paddings past this would overflow the int64 window tables

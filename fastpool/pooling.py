@@ -14,6 +14,8 @@ and Lp pooling of integer input return float64.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from . import _cpu
@@ -88,6 +90,7 @@ def _half_max(cn: Canon, axes, out=None):
     return _finish(cn, out5, axes, cn.dtype, out)
 
 
+@geo.per_plan
 def _wide_args(axes, C: int, itemsize: int):
     """``wide_max_forward``'s geometry when it applies: stride 1 and dilation 1
     on H and W, no window on D, a window of ``_WIDE_FROM`` cells or more on one
@@ -106,8 +109,8 @@ def _wide_args(axes, C: int, itemsize: int):
         return None
     if (t1.out + t1.kernel - 1) * (t2.out + t2.kernel - 1) * C * itemsize > _WIDE_PLANE_BYTES:
         return None
-    return [np.int64(v) for v in (t1.n, t2.n * C, t1.out, t2.out * C, C, t1.pads[0], t2.pads[0],
-                                   t1.kernel, t2.kernel)]
+    return tuple(np.int64(v) for v in (t1.n, t2.n * C, t1.out, t2.out * C, C, t1.pads[0], t2.pads[0],
+                                       t1.kernel, t2.kernel))
 
 
 def _max(cn: Canon, axes, want_idx: bool, out=None):
@@ -139,7 +142,7 @@ def _max(cn: Canon, axes, want_idx: bool, out=None):
             _cpu.pick(_cpu.cl_max_forward, xin, out5)(xin, out5, *tables(axes))
         elif out5.size and xin.shape[4] == 1:
             _cpu.pick(_cpu.cf_max_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
-                                                      *tables(axes), *cf_row_args(axes, quads=True),
+                                                      *tables(axes), *cf_row_args(axes, True),
                                                       _lowest(xin.dtype))
         elif out5.size:
             _cpu.pick(_cpu.sep_max_forward, xin, out5)(flat4(xin), flat4(out5), np.int64(xin.shape[4]), *tables(axes),
@@ -192,28 +195,38 @@ _CL_DIRECT_CELLS = 16
 
 
 def _cf_dims(xin, out5):
-    return [np.int64(v) for v in xin.shape[1:4] + out5.shape[1:4]]
+    # Python ints type as int64 like np.int64, the same compiled signature
+    return xin.shape[1:4] + out5.shape[1:4]
 
 
 def _argmax_args(x5, axes):
     """Geometry for the channels-first argmax rows (``_cpu.cf_argmax_forward``),
     or None where they do not apply: channels-last, uneven W windows, or a plane
     or row buffer of 2**30 cells or more (positions are int32)."""
+    if x5.shape[4] != 1:
+        return None
+    return _argmax_geometry(axes)
+
+
+@geo.per_plan
+def _argmax_geometry(axes):
     t0, t1, t2 = geo.padded3(axes)
-    if x5.shape[4] != 1 or not t2.stride or int(np.prod(x5.shape[1:4])) >= 2 ** 30:
+    if not t2.stride or t0.n * t1.n * t2.n >= 2 ** 30:
         return None
     _, pl, lb, s, k = cf_row_args(axes)
     if (lb // s + 1) * s >= 2 ** 30:
         return None
-    return [t0.lo, t0.taps, np.int64(t0.step), t1.lo, t1.taps, np.int64(t1.step),
-            pl, lb, s, k, np.int64(t2.step)]
+    return (t0.lo, t0.taps, np.int64(t0.step), t1.lo, t1.taps, np.int64(t1.step),
+            pl, lb, s, k, np.int64(t2.step))
 
 
+@functools.lru_cache(maxsize=None)
 def _lowest(dt: np.dtype):
     """The max identity that fills a row buffer's padding cells."""
     return dt.type(-np.inf) if dt.kind == "f" else dt.type(np.iinfo(dt).min)
 
 
+@geo.per_plan
 def _window_cells(axes) -> int:
     return int(np.prod([int(t.taps.max()) for t in axes]))
 
@@ -241,6 +254,7 @@ _WIDE_PLANE_BYTES = 1 << 20
 _RUNNING_MAX_PLANE_BYTES = 1 << 18
 
 
+@geo.per_plan
 def _running_max_ok(axes, plane_bytes=0) -> bool:
     """van Herk applies: contiguous, overlapping windows on H or W (dilation 1),
     none on D, every window either full (K cells) or touching an end of its
@@ -271,7 +285,7 @@ def _sum_forward(xin, out5, pmode, p, fmode, div, area, axes):
         return
     if xin.shape[4] == 1:
         _cpu.pick(_cpu.cf_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
-                                                  *tables(axes), *cf_row_args(axes, quads=pmode == 0 and fmode == 0),
+                                                  *tables(axes), *cf_row_args(axes, pmode == 0 and fmode == 0),
                                                   pmode, float(p), fmode, rdiv, float(area))
         return
     _cpu.pick(_cpu.sep_sum_forward, xin, out5)(flat4(xin), flat4(out5), np.int64(xin.shape[4]), pmode, float(p), fmode,

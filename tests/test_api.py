@@ -601,3 +601,34 @@ def test_nested_tuple_and_int_list():
     assert out.dtype == np.asarray(xi).dtype
     np.testing.assert_array_equal(out, [[[3, 4, 9]]])
     np.testing.assert_array_equal(fp.avg_pool1d(((1.0, 2.0, 3.0, 5.0),), 2), [[1.5, 4.0]])
+
+
+def test_plan_derived_arguments_are_keyed_by_plan_identity():
+    """Kernel arguments derived from a plan are memoised per plan object: the
+    same object hits, an equal but distinct one (an evicted, rebuilt plan) is
+    recomputed, and results stay right past the cache's bound."""
+    from fastpool import _geometry as geo
+    from fastpool._spec import window_spec
+
+    calls = []
+
+    @geo.per_plan
+    def outs(axes, extra):
+        calls.append(extra)
+        return tuple(t.out for t in axes) + (extra,)
+
+    spec = window_spec(2, 3, 2, 1)
+    a = geo.plan(spec, (14, 14))
+    assert outs(a, 1) == (7, 7, 1) and outs(a, 1) == (7, 7, 1) and calls == [1]
+    assert outs(a, 2) == (7, 7, 2) and calls == [1, 2]
+    b = geo._window_plan.__wrapped__(spec, (14, 14))  # equal tables, another object
+    assert b is not a
+    assert outs(b, 1) == (7, 7, 1) and calls == [1, 2, 1]
+    for n in range(5, 1300):  # more plans than the cache holds
+        assert outs(geo._window_plan.__wrapped__(spec, (n, 9)), 0) == ((n - 1) // 2 + 1, 5, 0)
+    assert outs(a, 1) == (7, 7, 1)
+    x = np.random.default_rng(0).standard_normal((2, 3, 14, 14)).astype(np.float32)
+    ref = sliding_window_view(np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf),
+                              (3, 3), axis=(2, 3))[:, :, ::2, ::2].max(axis=(-2, -1))
+    for _ in range(2):
+        np.testing.assert_array_equal(fp.max_pool2d(x, 3, 2, 1), ref)
