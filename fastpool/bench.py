@@ -48,7 +48,13 @@ ORT_IR_VERSION = 10
 # 2-core machine a spinning pool steals a whole core from whoever runs next.
 # Measured with onnxruntime interleaved, max k2s2 on (32, 64, 112, 112), 2
 # threads: fastpool's minimum 11.9 ms after a 2 ms pause, 8.0 ms after 20 ms.
-PAUSE_S = 0.02
+# onnxruntime's worker spins ~40 ms: process CPU time while the caller sleeps
+# after 50 ms of its calls (avg k2s2 (8, 256, 56, 56) and max k3s2p1
+# (64, 512, 14, 14), 2 threads, medians of 6) was 20 ms in the first 20 ms,
+# 20 ms in the next 30 and 0.1 ms after that; PyTorch's 8-11 ms in the first
+# 20 ms and none after, fastpool's 1 ms.  After a 20 ms pause the next
+# library's calls in the following 15 ms ran at half speed behind it.
+PAUSE_S = 0.05
 # The first call after the pause wakes a sleeping thread pool, and on a 2-core
 # VM the kernel often puts the woken worker on the caller's core, so that call
 # runs at about one thread's speed.  That first call is recorded on its own
