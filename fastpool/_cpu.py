@@ -870,7 +870,8 @@ def vh_max_forward(x, out, C, lo1, nt1, K1, lo2, nt2, K2):
                     S[y] = xb[y]
                 else:
                     for w in range(WC):
-                        S[y, w] = _maxnan(S[y + 1, w], xb[y, w])
+                        # the earlier cell first: ties keep it, as the row-major scan does
+                        S[y, w] = _maxnan(xb[y, w], S[y + 1, w])
             for oh in range(OH):
                 a = lo1[oh]
                 e = a + nt1[oh] - 1
@@ -896,7 +897,7 @@ def vh_max_forward(x, out, C, lo1, nt1, K1, lo2, nt2, K2):
                         sw[q:q + C] = row[q:q + C]
                     else:
                         for c in range(C):
-                            sw[q + c] = _maxnan(sw[q + C + c], row[q + c])
+                            sw[q + c] = _maxnan(row[q + c], sw[q + C + c])
                 for ow in range(OW):
                     a2 = lo2[ow]
                     e2 = a2 + nt2[ow] - 1
@@ -913,18 +914,21 @@ def vh_max_forward(x, out, C, lo1, nt1, K1, lo2, nt2, K2):
 
 # ----------------------------------------------------------------------------- wide stride-1 max
 #
-# A stride-1 window of K taps is two overlapping windows of P taps (P the
-# largest power of two <= K): max(m_P[i], m_P[i + K - P]), and m_2P[i] =
-# max(m_P[i], m_P[i + P]).  So log2(K) + 1 flat passes of one vector max each
-# (pair_max) do one axis, whatever K is: a sparse table, van Herk's cost
-# without its serial running maxima.  Each pass combines an earlier range with
-# a later one, so the result is the sequential rule's bit for bit (the first of
-# equal maxima, the last NaN), overlapping ranges included.  A plane without
-# NaN takes the one-instruction max (``_simd._vmax``), which agrees with the
-# NaN rule there.
+# A stride-1 window of K taps is two overlapping windows of P taps (P >= K/2):
+# max(m_P[i], m_P[i + K - P]); and m_3P[i] = max(m_P[i], m_P[i + P],
+# m_P[i + 2P]), m_2P[i] = max(m_P[i], m_P[i + P]).  So a few flat passes of
+# vector maxima (triple_max while 3P <= K, then pair_max) do one axis,
+# whatever K is: a sparse table, van Herk's cost without its serial running
+# maxima.  Tripling first takes fewer passes than doubling (K = 13: 1, 3, 9
+# and the final pair, against 1, 2, 4, 8 and the final; K = 5: 1, 3 and the
+# final); the passes run in cache, so their count is the cost.  Each pass
+# combines earlier ranges with later ones in order, so the result is the
+# sequential rule's bit for bit (the first of equal maxima, the last NaN),
+# overlapping ranges included.  A plane without NaN takes the one-instruction
+# max (``_simd._vmax``), which agrees with the NaN rule there.
 
 
-def _wide_plane_fn(pair):
+def _wide_plane_fn(pair, triple):
     @njit(inline="always")
     def levels(src, P, step, K, n, d1, d2):
         # src holds maxima of P taps; -> (a, rs): the max of K taps ``step`` apart
@@ -932,6 +936,12 @@ def _wide_plane_fn(pair):
         a = src
         dst = d1
         other = d2
+        while 3 * P <= K:
+            triple(a, 0, P * step, n + (K - 3 * P) * step, dst, 0)
+            a = dst
+            dst = other
+            other = a
+            P *= 3
         while 2 * P <= K:
             pair(a, 0, P * step, n + (K - 2 * P) * step, dst, 0)
             a = dst
@@ -942,21 +952,24 @@ def _wide_plane_fn(pair):
 
     @njit(inline="always")
     def plane(x, xo, out, oo, H, WC, OH, OWC, C, ph, pwc, KH, KW, t1, t2, t3, lowest):
-        # t1 holds the padded rows (KH == 1) or pairs of rows (the first H
+        # t1 holds the padded rows (KH == 1), or maxima of R0 rows (the first H
         # level, straight from x); only its interior is written here, and only
         # H passes, which keep the padding columns' -inf, write it whole.
         WpC = OWC + (KW - 1) * C
-        for t in range(OH + KH - 1 if KH == 1 else OH + KH - 2):
+        R0 = 1 if KH == 1 else (2 if KH == 2 else 3)
+        for t in range(OH + KH - R0):
             h = t - ph
             d = t * WpC + pwc
-            lo, hi = max(h, 0), min(h + min(KH, 2), H)
-            if hi > lo:
+            lo, hi = max(h, 0), min(h + R0, H)
+            if hi - lo == 3:
+                triple(x, xo + lo * WC, WC, WC, t1, d)
+            elif hi > lo:
                 pair(x, xo + lo * WC, WC if hi - lo == 2 else 0, WC, t1, d)
             else:
                 t1[d:d + WC] = lowest
         u = t1
         if KH > 1:
-            a, rs = levels(t1, 2, WpC, KH, OH * WpC, t2, t1)
+            a, rs = levels(t1, R0, WpC, KH, OH * WpC, t2, t1)
             u = t3
             pair(a, 0, rs, OH * WpC, t3, 0)
         b, rw = levels(u, 1, C, KW, (OH - 1) * WpC + OWC, t2, t3)
@@ -966,8 +979,8 @@ def _wide_plane_fn(pair):
     return plane
 
 
-_wide_plane = _wide_plane_fn(_simd.pair_max)
-_wide_plane_nonan = _wide_plane_fn(_simd.pair_max_nonan)
+_wide_plane = _wide_plane_fn(_simd.pair_max, _simd.triple_max)
+_wide_plane_nonan = _wide_plane_fn(_simd.pair_max_nonan, _simd.triple_max_nonan)
 
 
 @_jit

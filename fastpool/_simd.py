@@ -592,21 +592,23 @@ max_rows, sum_rows = _row_pass("max"), _row_pass("sum")
 max_wins, sum_wins = _win_pass("max"), _win_pass("sum")
 
 
-def _pair_pass(nan):
-    two = _rows(8, "max", 2, nan=nan)
+def _runs_pass(R, nan):
+    rows = _rows(8, "max", R, nan=nan)
 
     @njit(inline="always")
-    def pair(x, o0, rs, n, buf, pl):
-        _check_rows(x, o0, rs, 2, 0, 1, n, buf, pl)
-        two(x, o0, rs, 2, 0, 1, n, buf, pl)
+    def runs(x, o0, rs, n, buf, pl):
+        _check_rows(x, o0, rs, R, 0, 1, n, buf, pl)
+        rows(x, o0, rs, R, 0, 1, n, buf, pl)
 
-    return pair
+    return runs
 
 
 # ``pair_max(x, o0, rs, n, buf, pl)``: ``buf[pl + i] = max(x[o0 + i], x[o0 + i + rs])``
-# for ``i < n``, ``n >= 8`` (``rs = 0`` copies): the one pass the wide-window
-# kernel is made of; ``pair_max_nonan`` for data with no NaN (see ``_vmax``).
-pair_max, pair_max_nonan = _pair_pass(True), _pair_pass(False)
+# for ``i < n``, ``n >= 8`` (``rs = 0`` copies); ``triple_max`` the same over
+# ``x[o0 + i + r*rs]``, ``r < 3``, in that order: the passes the wide-window
+# kernel is made of; ``*_nonan`` for data with no NaN (see ``_vmax``).
+pair_max, pair_max_nonan = _runs_pass(2, True), _runs_pass(2, False)
+triple_max, triple_max_nonan = _runs_pass(3, True), _runs_pass(3, False)
 _ANY_NAN8 = _any_nan(8)
 
 

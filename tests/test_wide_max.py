@@ -108,3 +108,58 @@ def test_wide_max_serial_twin_equals_parallel(monkeypatch):
     monkeypatch.setattr(_cpu, "SERIAL_BELOW", 1 << 40)
     serial = fp.max_pool2d(x, (9, 5), 1, (4, 2))
     np.testing.assert_array_equal(parallel.view(np.uint32), serial.view(np.uint32))
+
+
+def _column_first_max(x, k, s, p):
+    """Max over (N, C, H, W) windows in the separable order: each column's
+    taps top to bottom, then the columns left to right, each step by PyTorch's
+    rule (a later value wins if larger or NaN); only the winners of ties
+    between -0.0 and 0.0, or among NaNs, depend on that order."""
+    def along(a, axis, K, S, P):
+        n = a.shape[axis]
+        m = (n + 2 * P - K) // S + 1
+        best = have = None
+        for t in range(K):
+            pos = np.arange(m) * S - P + t
+            ok = (pos >= 0) & (pos < n)
+            v = np.take(a, np.clip(pos, 0, n - 1), axis=axis)
+            okb = np.broadcast_to(ok.reshape([-1 if i == axis else 1 for i in range(a.ndim)]), v.shape)
+            if best is None:
+                best, have = v.copy(), okb.copy()
+                continue
+            take = okb & (~have | (v > best) | np.isnan(v))
+            best, have = np.where(take, v, best), have | okb
+        return best
+
+    return along(along(x, 2, k[0], s, p[0]), 3, k[1], s, p[1])
+
+
+@pytest.mark.parametrize("layout,channels,kernel,stride,padding,route", [
+    ("channels_first", 3, (5, 5), 1, (2, 2), "wide_max_forward"),
+    ("channels_first", 3, (13, 9), 1, (6, 4), "wide_max_forward"),
+    ("channels_last", 3, (9, 9), 1, (4, 4), "wide_max_forward"),
+    ("channels_last", 3, (13, 13), 2, (6, 6), "vh_max_forward"),
+    ("channels_last", 3, (9, 11), 2, (4, 5), "vh_max_forward"),
+    ("channels_first", 3, (3, 3), 1, (1, 1), "cf_max_forward"),
+    ("channels_first", 3, (3, 3), 2, (1, 1), "cf_max_forward"),
+])
+def test_separable_max_kernels_break_ties_column_first(monkeypatch, layout, channels, kernel, stride, padding,
+                                                        route):
+    """Signed zeros and NaN payloads come out bit for bit as the column-first
+    order picks them, in every separable kernel (the running maxima scanned
+    their suffixes from the later cell and let it win ties)."""
+    rng = np.random.default_rng(sum(kernel) + stride)
+    x = rng.integers(-1, 2, (2, channels, 40, 37)).astype(np.float32)
+    x[x == 0] = np.where(rng.random(int((x == 0).sum())) < 0.5, -0.0, 0.0).astype(np.float32)
+    flat = x.reshape(-1)
+    nan_at = rng.integers(0, flat.size, 40)
+    flat[nan_at] = np.nan
+    flat.view(np.uint32)[nan_at] |= rng.integers(1, 8, nan_at.size).astype(np.uint32)
+    want = _column_first_max(x, kernel, stride, padding)
+    xin = x if layout == "channels_first" else np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    seen = _taken(monkeypatch)
+    got = fp.max_pool2d(xin, kernel, stride, padding, layout=layout)
+    assert route in seen
+    if layout == "channels_last":
+        got = np.moveaxis(got, -1, 1)
+    np.testing.assert_array_equal(np.ascontiguousarray(got).view(np.uint32), want.view(np.uint32))
