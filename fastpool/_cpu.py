@@ -1041,6 +1041,7 @@ def cl_sum_forward(x, out, pmode, p, fmode, rdiv, area, lo0, nt0, d0, lo1, nt1, 
     ones (measured 1.5x on k3 s1 windows, 256 channels)."""
     B, D, H, W, C = x.shape
     OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    xf, of = x.reshape(-1), out.reshape(-1)
     total = B * OD * OH
     nch = _chunks(total)
     inv = 1.0 / p
@@ -1053,6 +1054,12 @@ def cl_sum_forward(x, out, pmode, p, fmode, rdiv, area, lo0, nt0, d0, lo1, nt1, 
         for r in range(r0, (ch + 1) * total // nch):
             if r > r0:
                 b, od, oh = _next_row(b, od, oh, OD, OH)
+            # the window's first row and the next ones, flat: the whole-window
+            # passes index x and out directly (through per-tap views they
+            # measured 1.37x slower in cache, k2s2 on 64 channels)
+            y0 = (((b * D + lo0[od]) * H + lo1[oh]) * W) * C
+            y1 = y0 + d1 * W * C
+            y2 = y1 + d1 * W * C
             for ow in range(OW):
                 # Whole 3x3 and 2x2 windows: all taps in one pass over the
                 # channels, one store each; two or three taps per pass
@@ -1061,24 +1068,23 @@ def cl_sum_forward(x, out, pmode, p, fmode, rdiv, area, lo0, nt0, d0, lo1, nt1, 
                 # same order from the same zero either way, so ints reach
                 # out's dtype before any addition.
                 if pmode == 0 and fmode == 0 and nt0[od] == 1 and nt1[oh] == nt2[ow] == 3:
-                    z, y, w0 = lo0[od], lo1[oh], lo2[ow]
-                    t0, t1, t2 = x[b, z, y, w0], x[b, z, y, w0 + d2], x[b, z, y, w0 + 2 * d2]
-                    t3, t4, t5 = x[b, z, y + d1, w0], x[b, z, y + d1, w0 + d2], x[b, z, y + d1, w0 + 2 * d2]
-                    t6, t7, t8 = x[b, z, y + 2 * d1, w0], x[b, z, y + 2 * d1, w0 + d2], x[b, z, y + 2 * d1, w0 + 2 * d2]
-                    o = out[b, od, oh, ow]
+                    a, e = lo2[ow] * C, d2 * C
+                    q = (r * OW + ow) * C
                     dv = rdiv[od, oh, ow]
                     for c in range(C):
-                        o[c] = ((((((((zero + t0[c]) + t1[c]) + t2[c]) + t3[c]) + t4[c]) + t5[c]) + t6[c]) + t7[c]
-                                + t8[c]) * dv
+                        of[_u(q + c)] = ((((((((zero + xf[_u(y0 + a + c)]) + xf[_u(y0 + a + e + c)])
+                                               + xf[_u(y0 + a + 2 * e + c)]) + xf[_u(y1 + a + c)])
+                                             + xf[_u(y1 + a + e + c)]) + xf[_u(y1 + a + 2 * e + c)])
+                                           + xf[_u(y2 + a + c)]) + xf[_u(y2 + a + e + c)]
+                                          + xf[_u(y2 + a + 2 * e + c)]) * dv
                     continue
                 if pmode == 0 and fmode == 0 and nt0[od] == 1 and nt1[oh] == nt2[ow] == 2:
-                    z, y, w0 = lo0[od], lo1[oh], lo2[ow]
-                    t0, t1 = x[b, z, y, w0], x[b, z, y, w0 + d2]
-                    t3, t4 = x[b, z, y + d1, w0], x[b, z, y + d1, w0 + d2]
-                    o = out[b, od, oh, ow]
+                    a, e = lo2[ow] * C, d2 * C
+                    q = (r * OW + ow) * C
                     dv = rdiv[od, oh, ow]
                     for c in range(C):
-                        o[c] = ((((zero + t0[c]) + t1[c]) + t3[c]) + t4[c]) * dv
+                        of[_u(q + c)] = ((((zero + xf[_u(y0 + a + c)]) + xf[_u(y0 + a + e + c)]) + xf[_u(y1 + a + c)])
+                                         + xf[_u(y1 + a + e + c)]) * dv
                     continue
                 acc[:] = 0.0
                 for i in range(nt0[od]):
