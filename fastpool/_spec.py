@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .errors import PoolingError, PoolingTypeError
 
@@ -137,8 +138,24 @@ class AdaptiveSpec:
     layout: str
 
 
+def _plain(v) -> bool:
+    """An int, a string, None, or tuples of them nested twice: arguments whose
+    hash and equality say exactly what they mean (True == 1 does not count)."""
+    t = type(v)
+    if t is int or t is str or v is None:
+        return True
+    return t is tuple and all(type(e) is int or (type(e) is tuple and all(type(f) is int for f in e)) for e in v)
+
+
 def window_spec(nd, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                 layout=CHANNELS_FIRST) -> WindowSpec:
+    args = (nd, kernel_size, stride, padding, dilation, ceil_mode, layout)
+    if type(ceil_mode) is bool and all(_plain(a) for a in args[:5] + (layout,)):
+        return _cached_window_spec(*args)  # a call that raises caches nothing
+    return _window_spec(*args)
+
+
+def _window_spec(nd, kernel_size, stride, padding, dilation, ceil_mode, layout) -> WindowSpec:
     window = int_tuple("kernel_size", kernel_size, nd, 1)
     strides = window if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) \
         else int_tuple("stride", stride, nd, 1)
@@ -147,6 +164,9 @@ def window_spec(nd, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=F
     if not isinstance(ceil_mode, (bool,)) and not (is_int(ceil_mode) and ceil_mode in (0, 1)):
         raise PoolingTypeError(f"ceil_mode must be a bool, got {ceil_mode!r}")
     return WindowSpec(nd, window, strides, dil, pads, bool(ceil_mode), normalize_layout(layout))
+
+
+_cached_window_spec = lru_cache(maxsize=512)(_window_spec)
 
 
 def adaptive_spec(nd, output_size, layout=CHANNELS_FIRST) -> AdaptiveSpec:

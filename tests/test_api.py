@@ -632,3 +632,24 @@ def test_plan_derived_arguments_are_keyed_by_plan_identity():
                               (3, 3), axis=(2, 3))[:, :, ::2, ::2].max(axis=(-2, -1))
     for _ in range(2):
         np.testing.assert_array_equal(fp.max_pool2d(x, 3, 2, 1), ref)
+
+
+def test_cached_window_specs_keep_every_argument_check():
+    """Specs of plain int/tuple/str arguments are cached; a cached spec for 2
+    must not let True (== 1, a bool) or other near-equal values through."""
+    from fastpool._spec import window_spec
+
+    x = np.arange(2 * 3 * 6 * 6, dtype=np.float32).reshape(2, 3, 6, 6)
+    ref = fp.max_pool2d(x, 2, 1, 1, 1, True)
+    assert window_spec(2, 2, 1, 1) is window_spec(2, 2, 1, 1)
+    assert window_spec(2, [2, 2], (1, 1), [(1, 1), (1, 1)]) == window_spec(2, 2, 1, 1)
+    np.testing.assert_array_equal(fp.max_pool2d(x, (2, 2), 1, ((1, 1), (1, 1)), 1, 1), ref)
+    for bad in (dict(kernel_size=True), dict(kernel_size=(2, True)), dict(stride=True),
+                dict(padding=(True, 0)), dict(dilation=(1, False)), dict(ceil_mode=2), dict(ceil_mode="yes")):
+        args = dict(kernel_size=2, stride=1, padding=1, dilation=1, ceil_mode=True) | bad
+        with pytest.raises((PoolingError, PoolingTypeError)):
+            fp.max_pool2d(x, **args)
+    with pytest.raises(PoolingError, match="kernel_size must be >= 1"):
+        fp.max_pool2d(x, 0)
+    with pytest.raises(PoolingError, match="kernel_size must be >= 1"):
+        fp.max_pool2d(x, 0)  # a raise is not cached
