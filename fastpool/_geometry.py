@@ -135,7 +135,7 @@ def per_plan(fn):
     def cached(axes, *extra):
         key = (id(axes),) + extra
         hit = cache.get(key)
-        if hit is not None and hit[0] is axes:
+        if hit is not None:
             return hit[1]
         val = fn(axes, *extra)
         if len(cache) >= 1024:  # fractional pooling draws a new plan per call
