@@ -936,18 +936,14 @@ def _wide_plane_fn(pair, triple):
         a = src
         dst = d1
         other = d2
-        while 3 * P <= K:
-            triple(a, 0, P * step, n + (K - 3 * P) * step, dst, 0)
-            a = dst
-            dst = other
-            other = a
-            P *= 3
         while 2 * P <= K:
-            pair(a, 0, P * step, n + (K - 2 * P) * step, dst, 0)
-            a = dst
-            dst = other
-            other = a
-            P *= 2
+            if 3 * P <= K:
+                triple(a, 0, P * step, n + (K - 3 * P) * step, dst, 0)
+                P *= 3
+            else:
+                pair(a, 0, P * step, n + (K - 2 * P) * step, dst, 0)
+                P *= 2
+            a, dst, other = dst, other, dst
         return a, (K - P) * step
 
     @njit(inline="always")
