@@ -451,6 +451,35 @@ def _stream():
 _STREAM = _stream()
 
 
+def _prefetch():
+    """A hint to bring the lines of ``x[o0:o0 + n]`` into L2 (``llvm.prefetch``,
+    read, locality 2): what a kernel that computes between its reads asks for
+    ahead, since the hardware prefetchers follow only the reads it makes."""
+
+    @intrinsic
+    def prefetch(typingctx, x, o0, n):
+        def codegen(context, builder, sig, args):
+            xp = _data(context, builder, sig.args[0], args[0])
+            o_0, cnt = (_i64(context, builder, sig.args[i], args[i]) for i in (1, 2))
+            es = context.get_abi_sizeof(context.get_data_type(sig.args[0].dtype))
+            i8p = ir.IntType(8).as_pointer()
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, _I32, _I32, _I32]),
+                                                "llvm.prefetch.p0")
+            start = builder.bitcast(builder.gep(xp, [o_0]), i8p)
+            nbytes = builder.mul(cnt, ir.Constant(_I64, es))
+            with cgutils.for_range_slice(builder, ir.Constant(_I64, 0), nbytes, ir.Constant(_I64, 64), inc=True) as (i, _):
+                builder.call(fn, [builder.gep(start, [i]), ir.Constant(_I32, 0), ir.Constant(_I32, 2),
+                                  ir.Constant(_I32, 1)])
+            return context.get_dummy_value()
+
+        return types.void(x, o0, n), codegen
+
+    return prefetch
+
+
+_PREFETCH = _prefetch()
+
+
 def _any_nan(L):
     """Whether ``x[o0:o0 + n]`` (``n >= L``) holds a NaN (uint16: float16 bits);
     False for integers without reading them."""
@@ -645,6 +674,14 @@ def max_quads(x, a, rs, out, oo, OW):
         _MAXQUADS4(x, a, rs, out, oo, out, OW)
     else:
         _MAXQUADS8(x, a, rs, out, oo, out, OW)
+
+
+@njit(inline="always")
+def prefetch(x, o0, n):
+    """Ask for ``x[o0:o0 + n]`` in L2 (see ``_prefetch``)."""
+    if _CHECK:
+        _span(x, o0, n)
+    _PREFETCH(x, o0, n)
 
 
 @njit(inline="always")
