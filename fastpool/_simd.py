@@ -173,10 +173,12 @@ def _rows(L, kind, fixed=0, planes=False, nan=True):
     return rows
 
 
-def _wins(L, s, kind, fixed=0):
+def _wins(L, s, kind, fixed=0, adjacent=False):
     """A whole row: ``out[oo + o] = op(buf[b0 + o*s + k*d] for k < K)`` for ``o < OW``
     (``OW >= L``; ``fixed``: K is that).  'sum' adds in buf's type (float64),
-    multiplies by ``mul[o]`` and rounds to out's type."""
+    multiplies by ``mul[o]`` and rounds to out's type.  ``adjacent`` (stride 1,
+    ``fixed`` K, d = 1): the taps of a block are shuffled out of two loads, its
+    L cells and the K - 1 after them, instead of K loads each shifted by a cell."""
 
     @intrinsic
     def wins(typingctx, buf, b0, out, oo, mul, OW, K, d):
@@ -192,8 +194,19 @@ def _wins(L, s, kind, fixed=0):
 
             def block(o):
                 start = builder.add(b_0, builder.mul(o, stride))
+                if adjacent:
+                    head = _load(builder, bp, start, vt, bal)
+                    nt = fixed - 1
+                    tail = _load(builder, bp, builder.add(start, ir.Constant(_I64, L)), ir.VectorType(be, nt), bal)
+                    tail = builder.shuffle_vector(tail, ir.Constant(tail.type, ir.Undefined),
+                                                  ir.Constant(ir.VectorType(_I32, L), list(range(nt)) + [nt] * (L - nt)))
 
                 def tap(k):
+                    if adjacent:
+                        # cell j + k: lane j + k of head and tail side by side
+                        k = k.constant
+                        lanes = [j + k for j in range(L)]
+                        return builder.shuffle_vector(head, tail, ir.Constant(ir.VectorType(_I32, L), lanes))
                     off = builder.add(start, builder.mul(k, dil))
                     if s == 1:
                         return _load(builder, bp, off, vt, bal)
@@ -556,11 +569,16 @@ def _row_pass(kind):
     # unrolled variant adds compile time at every call site)
     r8, r8_2, r8_3, r4 = _rows(8, kind), _rows(8, kind, 2), _rows(8, kind, 3), _rows(4, kind)
     q8, q8_2, q8_3 = _rows(8, kind, 0, True), _rows(8, kind, 2, True), _rows(8, kind, 3, True)
+    r16_2, r16_3 = _rows(16, kind, 2), _rows(16, kind, 3)
 
     @njit(inline="always")
     def rows(x, o0, rs, R, qs, Q, W, buf, pl):
         _check_rows(x, o0, rs, R, qs, Q, W, buf, pl)
-        if W < 8:
+        if W >= 16 and Q == 1 and R == 3:
+            r16_3(x, o0, rs, R, qs, Q, W, buf, pl)
+        elif W >= 16 and Q == 1 and R == 2:
+            r16_2(x, o0, rs, R, qs, Q, W, buf, pl)
+        elif W < 8:
             r4(x, o0, rs, R, qs, Q, W, buf, pl)
         elif Q > 1:
             if R == 3:
@@ -581,6 +599,7 @@ def _row_pass(kind):
 
 def _win_pass(kind):
     w8s1, w8s1_2, w8s1_3 = _wins(8, 1, kind), _wins(8, 1, kind, 2), _wins(8, 1, kind, 3)
+    a8s1_2, a8s1_3 = _wins(8, 1, kind, 2, True), _wins(8, 1, kind, 3, True)
     w8s2, w8s2_2, w8s2_3 = _wins(8, 2, kind), _wins(8, 2, kind, 2), _wins(8, 2, kind, 3)
     w4s1, w4s2 = _wins(4, 1, kind), _wins(4, 2, kind)
 
@@ -593,7 +612,11 @@ def _win_pass(kind):
             else:
                 w4s2(buf, b0, out, oo, mul, OW, K, d)
         elif s == 1:
-            if K == 3:
+            if K == 3 and d == 1:
+                a8s1_3(buf, b0, out, oo, mul, OW, K, d)
+            elif K == 2 and d == 1:
+                a8s1_2(buf, b0, out, oo, mul, OW, K, d)
+            elif K == 3:
                 w8s1_3(buf, b0, out, oo, mul, OW, K, d)
             elif K == 2:
                 w8s1_2(buf, b0, out, oo, mul, OW, K, d)

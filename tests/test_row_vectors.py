@@ -1,0 +1,67 @@
+"""Channels-first rows long enough for ``_simd``'s 16-lane row passes (16+ cells)
+and the stride-1 window passes whose taps are shuffled out of two loads (2 or 3
+adjacent taps, 8+ outputs), against the NumPy reference: rows of 16-41 cells,
+widths that leave an overlapping last block, dilated taps beside them (which
+keep one load per tap), NaN, infinities and signed zeros."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastpool as fp
+
+from reference import avg_pool, max_pool
+
+
+def _data(rng, shape, dtype):
+    x = rng.standard_normal(shape) * 20
+    if np.dtype(dtype).kind == "f":
+        x = x.astype(dtype)
+        flat = x.reshape(-1)
+        flat[rng.integers(0, flat.size, 5)] = np.nan
+        flat[rng.integers(0, flat.size, 3)] = -np.inf
+        flat[rng.integers(0, flat.size, 5)] = -0.0
+        return x
+    info = np.iinfo(dtype)
+    return np.clip(x, info.min, info.max).astype(dtype)
+
+
+GEOMS = [
+    dict(kernel_size=3, stride=1, padding=1),
+    dict(kernel_size=2, stride=1),
+    dict(kernel_size=(2, 3), stride=1, padding=(0, 1)),
+    dict(kernel_size=3, stride=1, padding=2, dilation=2),
+    dict(kernel_size=(3, 2), stride=1, dilation=(1, 3)),
+]
+IDS = ["k3p1", "k2", "k2x3", "k3d2", "k32d13"]
+
+
+@pytest.mark.parametrize("width", [16, 23, 41])
+@pytest.mark.parametrize("geom", GEOMS, ids=IDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8, np.float16])
+def test_long_rows_max_match_reference(geom, width, dtype):
+    x = _data(np.random.default_rng(width), (2, 3, 7, width), dtype)
+    np.testing.assert_array_equal(fp.max_pool2d(x, **geom), max_pool(x, 2, **geom)[0])
+
+
+@pytest.mark.parametrize("width", [16, 23, 41])
+@pytest.mark.parametrize("geom", [g for g in GEOMS if "dilation" not in g], ids=IDS[:3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_long_rows_avg_match_reference(geom, width, dtype):
+    x = _data(np.random.default_rng(width + 1), (2, 3, 7, width), dtype)
+    got = fp.avg_pool2d(x, **geom)
+    want = avg_pool(x, 2, **geom)
+    # float32: one rounding of the float64 sum, within half an ulp; float64:
+    # the reference adds in another order
+    if dtype == np.float32:
+        np.testing.assert_allclose(got, want, rtol=6e-8, atol=0, equal_nan=True)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def test_long_rows_3d_planes_match_reference():
+    x = _data(np.random.default_rng(3), (1, 2, 4, 5, 33), np.float32)
+    for kw in (dict(kernel_size=(2, 3, 3), stride=1, padding=(0, 1, 1)), dict(kernel_size=(1, 2, 2), stride=1)):
+        np.testing.assert_array_equal(fp.max_pool3d(x, **kw), max_pool(x, 3, **kw)[0])
+        np.testing.assert_allclose(fp.avg_pool3d(x, **kw), avg_pool(x, 3, **kw), rtol=6e-8, equal_nan=True)
