@@ -10,29 +10,15 @@ import numpy as np
 import pytest
 
 import fastpool as fp
-from fastpool import _cpu, pooling
+from fastpool import pooling
 
+from probes import kernel_args, sprinkled
 from reference import avg_pool
 
 
 def _apart_flags(monkeypatch):
     """The ``apart`` argument each ``cl_sum_forward`` call got."""
-    seen = []
-    real = _cpu.pick
-
-    def spy(kernel, a, b):
-        k = real(kernel, a, b)
-        if getattr(getattr(kernel, "py_func", None), "__name__", "") != "cl_sum_forward":
-            return k
-
-        def call(*args):
-            seen.append(bool(args[7]))
-            return k(*args)
-
-        return call
-
-    monkeypatch.setattr(_cpu, "pick", spy)
-    return seen
+    return kernel_args(monkeypatch, ("cl_sum_forward",), 7, bool)
 
 
 def _row_major_avg(x, k, s, divisor=None):
@@ -53,16 +39,7 @@ def _row_major_avg(x, k, s, divisor=None):
 
 
 def _data(rng, shape, dtype):
-    x = rng.standard_normal(shape) * 30
-    if np.dtype(dtype).kind == "f":
-        x = x.astype(dtype)
-        flat = x.reshape(-1)
-        flat[rng.integers(0, flat.size, 6)] = -0.0
-        flat[rng.integers(0, flat.size, 3)] = np.nan
-        flat[rng.integers(0, flat.size, 2)] = np.inf
-        return x
-    info = np.iinfo(dtype)
-    return np.clip(x, info.min, info.max).astype(dtype)
+    return sprinkled(rng, shape, dtype, 30, ((-0.0, 6), (np.nan, 3), (np.inf, 2)))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])

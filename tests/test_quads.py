@@ -9,42 +9,18 @@ import numpy as np
 import pytest
 
 import fastpool as fp
-from fastpool import _cpu
 
+from probes import kernel_args, sprinkled
 from reference import avg_pool, max_pool
 
 
 def _rows_kind(monkeypatch):
     """The ``uniform`` argument each channels-first kernel call got."""
-    seen = []
-    real = _cpu.pick
-
-    def spy(kernel, a, b):
-        k = real(kernel, a, b)
-        name = getattr(getattr(kernel, "py_func", None), "__name__", "")
-        if name not in ("cf_max_forward", "cf_sum_forward"):
-            return k
-
-        def call(*args):
-            seen.append(int(args[17]))
-            return k(*args)
-
-        return call
-
-    monkeypatch.setattr(_cpu, "pick", spy)
-    return seen
+    return kernel_args(monkeypatch, ("cf_max_forward", "cf_sum_forward"), 17)
 
 
 def _data(rng, shape, dtype):
-    x = rng.standard_normal(shape) * 30
-    if np.dtype(dtype).kind == "f":
-        x = x.astype(dtype)
-        flat = x.reshape(-1)
-        flat[rng.integers(0, flat.size, 4)] = np.nan
-        flat[rng.integers(0, flat.size, 2)] = -np.inf
-        return x
-    info = np.iinfo(dtype)
-    return np.clip(x, info.min, info.max).astype(dtype)
+    return sprinkled(rng, shape, dtype, 30, ((np.nan, 4), (-np.inf, 2)))
 
 
 # (input spatial shape): 8-lane rows with an overlapping last block, an odd

@@ -11,20 +11,12 @@ import pytest
 
 import fastpool as fp
 
+from probes import sprinkled
 from reference import avg_pool, max_pool
 
 
 def _data(rng, shape, dtype):
-    x = rng.standard_normal(shape) * 20
-    if np.dtype(dtype).kind == "f":
-        x = x.astype(dtype)
-        flat = x.reshape(-1)
-        flat[rng.integers(0, flat.size, 5)] = np.nan
-        flat[rng.integers(0, flat.size, 3)] = -np.inf
-        flat[rng.integers(0, flat.size, 5)] = -0.0
-        return x
-    info = np.iinfo(dtype)
-    return np.clip(x, info.min, info.max).astype(dtype)
+    return sprinkled(rng, shape, dtype, 20, ((np.nan, 5), (-np.inf, 3), (-0.0, 5)))
 
 
 GEOMS = [
