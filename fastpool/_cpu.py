@@ -212,12 +212,13 @@ def sep_max_forward(x, out, C, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2,
 
 
 @_jit
-def sep_sum_forward(x, out, C, pmode, p, fmode, rdiv, area,
+def sep_sum_forward(x, out, C, pmode, p, fmode, rdiv, rat, area,
                     lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2, ia, ib, ibase, istep, K):
     """Window sums in float64 of x (pmode 0), |x|^p (1) or x^p (2), then finalised:
     fmode 0: sum / div (average); 1: sum^(1/p) (ONNX Lp); 2: (sum/div*area)^(1/p)
-    (PyTorch's lp_pool); 3: (sum/div)^(1/p) (power mean).  ``rdiv`` holds 1/div:
-    a multiply vectorises where a divide costs ~1 ns per output (measured)."""
+    (PyTorch's lp_pool); 3: (sum/div)^(1/p) (power mean).  ``rdiv[rat[od, oh]]``
+    holds output row (od, oh)'s 1/div (``_core.divisor_rows``): a multiply
+    vectorises where a divide costs ~1 ns per output (measured)."""
     B, D, H, WC = x.shape
     OD, OH, OWC = out.shape[1], out.shape[2], out.shape[3]
     OW = OWC // C
@@ -259,7 +260,7 @@ def sep_sum_forward(x, out, C, pmode, p, fmode, rdiv, area,
             _hsum_border(buf, acc, C, lo2, nt2, d2, 0, ia)
             _hsum_border(buf, acc, C, lo2, nt2, d2, ib, OW)
             orow = out[b, od, oh]
-            drow = rdiv[od, oh]
+            drow = rdiv[rat[od, oh]]
             for ow in range(OW):
                 for c in range(C):
                     q = _u(ow * C + c)
@@ -354,7 +355,7 @@ def _hscatter_interior(buf, acc, ia, ib, base, step, K, d):
 
 
 @_jit
-def sep_avg_backward(g, gx, C, rdiv, p0, c0, p1, c1, lo2, nt2, d2, ia, ib, ibase, istep, K):
+def sep_avg_backward(g, gx, C, rdiv, rat, p0, c0, p1, c1, lo2, nt2, d2, ia, ib, ibase, istep, K):
     """Adjoint of the separable average: per input row, gather the covering
     output rows (times 1/div) into a buffer, then scatter it along W through
     the same window table as the forward pass (fixed order: deterministic)."""
@@ -378,7 +379,7 @@ def sep_avg_backward(g, gx, C, rdiv, p0, c0, p1, c1, lo2, nt2, d2, ia, ib, ibase
                 for e in range(p1[y], p1[y + 1]):
                     oh = c1[e]
                     grow = g[b, od, oh]
-                    drow = rdiv[od, oh]
+                    drow = rdiv[rat[od, oh]]
                     if C == 1:
                         for ow in range(OW):
                             buf[ow] += grow[ow] * drow[ow]
@@ -622,7 +623,7 @@ def _cf_max_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt
 
 @njit(nogil=True, cache=_CACHE)
 def _cf_avg_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s, K,
-                rdiv):
+                rdiv, rat):
     n = r1 - r0
     aod, aoh, bod, boh = od, oh, od, oh
     for p in range(0, n + 1, 2):
@@ -632,14 +633,14 @@ def _cf_avg_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt
             _simd.sum_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, buf, pl)
             aod, aoh = od, oh
         if p > 0:
-            _simd.sum_wins(buf, Lb, out, (r0 + p - 1) * OW, rdiv[bod, boh], OW, s, K, d2)
+            _simd.sum_wins(buf, Lb, out, (r0 + p - 1) * OW, rdiv[rat[bod, boh]], OW, s, K, d2)
         if p + 1 < n:
             b, od, oh = _next_row(b, od, oh, OD, OH)
             _simd.sum_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, buf,
                            pl + Lb)
             bod, boh = od, oh
         if p < n:
-            _simd.sum_wins(buf, 0, out, (r0 + p) * OW, rdiv[aod, aoh], OW, s, K, d2)
+            _simd.sum_wins(buf, 0, out, (r0 + p) * OW, rdiv[rat[aod, aoh]], OW, s, K, d2)
 
 
 @_jit
@@ -704,7 +705,7 @@ def cf_half_max_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1,
 
 @_jit
 def cf_sum_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2,
-                   uniform, pl, Lb, s, K, pmode, p, fmode, rdiv, area):
+                   uniform, pl, Lb, s, K, pmode, p, fmode, rdiv, rat, area):
     """Channels-first window sums in float64, finalised as ``sep_sum_forward``'s
     ``pmode`` / ``fmode`` say; geometry arguments as ``cf_max_forward``'s."""
     total = (out.size // (OD * OH * OW)) * OD * OH
@@ -722,10 +723,10 @@ def cf_sum_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2,
             for r in range(r0, r1):
                 if r > r0:
                     b, od, oh = _next_row(b, od, oh, OD, OH)
-                _simd.avg_quads(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, W, out, r * OW, rdiv[od, oh], OW)
+                _simd.avg_quads(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, W, out, r * OW, rdiv[rat[od, oh]], OW)
         elif uniform == 2 and pmode == 0 and fmode == 0:
             _cf_avg_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s, K,
-                        rdiv)
+                        rdiv, rat)
         else:
             for r in range(r0, r1):
                 if r > r0:
@@ -740,7 +741,7 @@ def cf_sum_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2,
                     else:
                         _vlp_rows(x, o0, d1 * W, nt1[oh], W, buf, pl, i > 0, p, pmode == 2)
                 oo = r * OW
-                drow = rdiv[od, oh]
+                drow = rdiv[rat[od, oh]]
                 if fmode == 0:
                     # an average is finished in the W pass
                     if uniform != 0:
@@ -1038,7 +1039,7 @@ def cl_max_forward(x, out, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2):
 
 
 @_jit
-def cl_sum_forward(x, out, pmode, p, fmode, rdiv, area, apart, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2):
+def cl_sum_forward(x, out, pmode, p, fmode, rdiv, rat, area, apart, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2):
     """Channels-last twin of ``sep_sum_forward`` (same pmode/fmode meanings).
 
     Accumulates in ``out``'s dtype: float32 lanes are twice as many as float64
@@ -1075,7 +1076,7 @@ def cl_sum_forward(x, out, pmode, p, fmode, rdiv, area, apart, lo0, nt0, d0, lo1
                 if pmode == 0 and fmode == 0 and nt0[od] == 1 and nt1[oh] == nt2[ow] == 3:
                     a, e = lo2[ow] * C, d2 * C
                     q = (r * OW + ow) * C
-                    dv = rdiv[od, oh, ow]
+                    dv = rdiv[rat[od, oh], ow]
                     for c in range(C):
                         of[_u(q + c)] = ((((((((zero + xf[_u(y0 + a + c)]) + xf[_u(y0 + a + e + c)])
                                                + xf[_u(y0 + a + 2 * e + c)]) + xf[_u(y1 + a + c)])
@@ -1086,7 +1087,7 @@ def cl_sum_forward(x, out, pmode, p, fmode, rdiv, area, apart, lo0, nt0, d0, lo1
                 if pmode == 0 and fmode == 0 and nt0[od] == 1 and nt1[oh] == nt2[ow] == 2:
                     a, e = lo2[ow] * C, d2 * C
                     q = (r * OW + ow) * C
-                    dv = rdiv[od, oh, ow]
+                    dv = rdiv[rat[od, oh], ow]
                     if apart:
                         # the same additions in the same order, one tap a pass
                         for c in range(C):
@@ -1126,7 +1127,7 @@ def cl_sum_forward(x, out, pmode, p, fmode, rdiv, area, apart, lo0, nt0, d0, lo1
                                     for c in range(C):
                                         acc[c] += _lp_term(np.float64(v[c]), p, pmode == 2)
                 o = out[b, od, oh, ow]
-                dv = rdiv[od, oh, ow]
+                dv = rdiv[rat[od, oh], ow]
                 if fmode == 0:
                     for c in range(C):
                         o[c] = acc[c] * dv

@@ -21,13 +21,15 @@ import numpy as np
 from . import _cpu
 from . import _geometry as geo
 from ._core import (Canon, as_array, canon_grad, canonical, check_shape, check_rank, check_grad, check_indices, compute_dtype,
-                    covers, cf_row_args, divisor, flat4, float_backward_input, interior_args, kernel_input,
+                    covers, cf_row_args, divisor, divisor_rows, flat4, float_backward_input, interior_args, kernel_input,
                     public, read_only, tables)
 from ._spec import (AdaptiveSpec, adaptive_spec, is_int, norm_type_value, normalize_layout,
                     window_spec)
 from .errors import PoolingError, PoolingTypeError
 
 LP_ONNX, LP_TORCH, LP_MEAN = 0, 1, 2
+# a divisor is named by ``divisor``'s mode and override
+_VALID = ("valid", None)
 
 # ----------------------------------------------------------------------------- reducers
 
@@ -161,17 +163,17 @@ def _max(cn: Canon, axes, want_idx: bool, out=None):
     return out, idx5.reshape(out.shape)
 
 
-def _avg(cn: Canon, axes, div: np.ndarray, out=None):
+def _avg(cn: Canon, axes, dv: tuple, out=None):
     xin = kernel_input(cn)
     osp = [t.out for t in axes]
     dt = compute_dtype(_out_dtype(cn, "avg"))
     out5 = _target(out, cn.canon_shape(osp), dt)
     if out5.size:
-        _sum_forward(xin, out5, 0, 1.0, 0, div, 1.0, axes)
+        _sum_forward(xin, out5, 0, 1.0, 0, dv, 1.0, axes)
     return _finish(cn, out5, axes, _out_dtype(cn, "avg"), out)
 
 
-def _lp(cn: Canon, axes, p: float, mode: int, div: np.ndarray, area: float, keep5=False, out=None):
+def _lp(cn: Canon, axes, p: float, mode: int, dv: tuple, area: float, keep5=False, out=None):
     xin = kernel_input(cn)
     osp = [t.out for t in axes]
     dt = compute_dtype(_out_dtype(cn, "lp"))
@@ -179,7 +181,7 @@ def _lp(cn: Canon, axes, p: float, mode: int, div: np.ndarray, area: float, keep
     if out5.size:
         pmode = 2 if mode == LP_TORCH else 1
         fmode = {LP_ONNX: 1, LP_TORCH: 2, LP_MEAN: 3}[mode]
-        _sum_forward(xin, out5, pmode, p, fmode, div, area, axes)
+        _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes)
     if keep5:
         return out5
     return _finish(cn, out5, axes, _out_dtype(cn, "lp"), out)
@@ -300,21 +302,21 @@ def _apart_windows(axes) -> bool:
     return len(axes) >= 2 and all(t.kernel == 2 and t.stride >= t.step + 1 for t in axes[-2:])
 
 
-def _sum_forward(xin, out5, pmode, p, fmode, div, area, axes):
-    rdiv = 1.0 / div
+def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes):
+    rdiv, rat = divisor_rows(axes, *dv)
     # Lp sums of |x|^p overflow float32 (p >= 8 on float16-sized values): only the
     # plain sums take the channels-last kernel, which accumulates in the output's dtype
     if xin.shape[4] >= _CL_DIRECT_FROM and pmode == 0:
-        _cpu.pick(_cpu.cl_sum_forward, xin, out5)(xin, out5, pmode, float(p), fmode, rdiv, float(area),
+        _cpu.pick(_cpu.cl_sum_forward, xin, out5)(xin, out5, pmode, float(p), fmode, rdiv, rat, float(area),
                                                   _cl_taps_apart(xin, axes), *tables(axes))
         return
     if xin.shape[4] == 1:
         _cpu.pick(_cpu.cf_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
                                                   *tables(axes), *cf_row_args(axes, pmode == 0 and fmode == 0),
-                                                  pmode, float(p), fmode, rdiv, float(area))
+                                                  pmode, float(p), fmode, rdiv, rat, float(area))
         return
     _cpu.pick(_cpu.sep_sum_forward, xin, out5)(flat4(xin), flat4(out5), np.int64(xin.shape[4]), pmode, float(p), fmode,
-                         rdiv, float(area), *tables(axes), *interior_args(axes))
+                         rdiv, rat, float(area), *tables(axes), *interior_args(axes))
 
 
 def _grad_buffers(cn: Canon, grad_output, axes, op, out=None):
@@ -358,21 +360,21 @@ def scatter_indices(cn: Canon, g5, idx, gx5, osp) -> None:
                            f"(flat positions in one input plane), got {first}")
 
 
-def _avg_backward(cn: Canon, axes, grad_output, div, op, out=None):
+def _avg_backward(cn: Canon, axes, grad_output, dv, op, out=None):
     g5, gx5 = _grad_buffers(cn, grad_output, axes, op, out)
     if gx5.size:
         p0, c0, p1, c1, _, _ = covers(axes)
         t2 = geo.padded3(axes)[2]
-        _cpu.pick(_cpu.sep_avg_backward, g5, gx5)(flat4(g5), flat4(gx5), np.int64(gx5.shape[4]), 1.0 / div, p0, c0, p1, c1,
+        _cpu.pick(_cpu.sep_avg_backward, g5, gx5)(flat4(g5), flat4(gx5), np.int64(gx5.shape[4]), *divisor_rows(axes, *dv), p0, c0, p1, c1,
                               t2.lo, t2.taps, np.int64(t2.step), *interior_args(axes))
     return _to_user(cn, gx5, out)
 
 
-def _lp_backward(cn: Canon, axes, grad_output, p, mode, div, area, op, out=None):
+def _lp_backward(cn: Canon, axes, grad_output, p, mode, dv, area, op, out=None):
     g5, gx5 = _grad_buffers(cn, grad_output, axes, op, out)
     if gx5.size:
-        out5 = _lp(cn, axes, p, mode, div, area, keep5=True)
-        _cpu.pick(_cpu.lp_backward, g5, gx5)(g5, kernel_input(cn), out5, gx5, float(p), mode, div, float(area),
+        out5 = _lp(cn, axes, p, mode, dv, area, keep5=True)
+        _cpu.pick(_cpu.lp_backward, g5, gx5)(g5, kernel_input(cn), out5, gx5, float(p), mode, divisor(axes, *dv), float(area),
                          *covers(axes))
     return _to_user(cn, gx5, out)
 
@@ -464,8 +466,8 @@ def _make_max(nd):
 # ----------------------------------------------------------------------------- average
 
 
-def _avg_div(axes, count_include_pad, divisor_override):
-    return divisor(axes, "pad" if count_include_pad else "valid", divisor_override)
+def _avg_div(count_include_pad, divisor_override):
+    return ("pad" if count_include_pad else "valid", divisor_override)
 
 
 def _make_avg(nd):
@@ -478,7 +480,7 @@ def _make_avg(nd):
         cn = canonical(x, nd, spec.layout, allow_int=True)
         axes = geo.plan(spec, cn.spatial)
         out = _pooled_out(out, cn, axes, "avg", x)
-        return _avg(cn, axes, _avg_div(axes, cip, dov), out)
+        return _avg(cn, axes, _avg_div(cip, dov), out)
 
     def avg_pool_backward(grad_output, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                           count_include_pad=True, divisor_override=None, *, dilation=1,
@@ -489,7 +491,7 @@ def _make_avg(nd):
         cn = canonical(x, nd, spec.layout, allow_int=True)
         out = _grad_out(out, cn, grad_output, x, indices)
         axes = geo.plan(spec, cn.spatial)
-        return _avg_backward(cn, axes, grad_output, _avg_div(axes, cip, dov), "avg_pool", out)
+        return _avg_backward(cn, axes, grad_output, _avg_div(cip, dov), "avg_pool", out)
 
     name = f"avg_pool{nd}d"
     return (
@@ -504,11 +506,12 @@ def _make_avg(nd):
 # ----------------------------------------------------------------------------- Lp
 
 
-def _lp_scale(axes, spec, mode):
-    """Divisor table and kernel area for the Lp mode (unused entries are harmless)."""
+def _lp_scale(spec, mode):
+    """Divisor (``divisor``'s mode and override) and kernel area for the Lp mode
+    (unused entries are harmless)."""
     if mode == LP_TORCH:
-        return divisor(axes, "pad"), float(np.prod(spec.window))
-    return divisor(axes, "valid"), 1.0
+        return ("pad", None), float(np.prod(spec.window))
+    return _VALID, 1.0
 
 
 def _make_lp(nd):
@@ -520,8 +523,8 @@ def _make_lp(nd):
         cn = canonical(x, nd, spec.layout, allow_int=True)
         axes = geo.plan(spec, cn.spatial)
         out = _pooled_out(out, cn, axes, "lp", x)
-        div, area = _lp_scale(axes, spec, mode)
-        return _lp(cn, axes, p, mode, div, area, out=out)
+        dv, area = _lp_scale(spec, mode)
+        return _lp(cn, axes, p, mode, dv, area, out=out)
 
     def lp_pool_backward(grad_output, x, norm_type, kernel_size, stride=None, ceil_mode=False, *,
                          padding=0, dilation=1, torch_compat=False, power_mean=False,
@@ -532,8 +535,8 @@ def _make_lp(nd):
         cn = canonical(x, nd, spec.layout, allow_int=True)
         out = _grad_out(out, cn, grad_output, x, indices)
         axes = geo.plan(spec, cn.spatial)
-        div, area = _lp_scale(axes, spec, mode)
-        return _lp_backward(cn, axes, grad_output, p, mode, div, area, "lp_pool", out)
+        dv, area = _lp_scale(spec, mode)
+        return _lp_backward(cn, axes, grad_output, p, mode, dv, area, "lp_pool", out)
 
     name = f"lp_pool{nd}d"
     return (
@@ -557,7 +560,7 @@ def _make_adaptive(nd):
         cn = canonical(x, nd, spec.layout, allow_int=True)
         axes = geo.plan(spec, cn.spatial)
         out = _pooled_out(out, cn, axes, "avg", x)
-        return _avg(cn, axes, divisor(axes, "valid"), out)
+        return _avg(cn, axes, _VALID, out)
 
     def adaptive_avg_pool_backward(grad_output, x, output_size, *, layout="channels_first",
                                    indices=None, out=None):
@@ -565,7 +568,7 @@ def _make_adaptive(nd):
         cn = canonical(x, nd, spec.layout, allow_int=True)
         out = _grad_out(out, cn, grad_output, x, indices)
         axes = geo.plan(spec, cn.spatial)
-        return _avg_backward(cn, axes, grad_output, divisor(axes, "valid"), "adaptive_avg_pool", out)
+        return _avg_backward(cn, axes, grad_output, _VALID, "adaptive_avg_pool", out)
 
     def adaptive_max_pool(x, output_size, return_indices=False, *, layout="channels_first", out=None):
         spec = adaptive_spec(nd, output_size, layout)
@@ -662,7 +665,7 @@ def global_avg_pool(x, *, keepdims=True, layout="channels_first", out=None):
     out, o5 = _global_out(out, cn, keepdims, _out_dtype(cn, "avg"), x)
     planes = _global_cf(cn)
     if planes is None:
-        res = _avg(cn, axes, divisor(axes, "valid"), o5)
+        res = _avg(cn, axes, _VALID, o5)
     else:
         r = _target(o5, (planes.shape[0],), compute_dtype(_out_dtype(cn, "avg")))
         _cpu.pick(_cpu.global_mean_cf, planes, r)(planes, r, float(planes.shape[1]))
@@ -677,7 +680,7 @@ def global_avg_pool_backward(grad_output, x, *, keepdims=True, layout="channels_
     cn, axes = _global(x, layout)
     out = _grad_out(out, cn, grad_output, x, indices)
     g = _unsqueezed(cn, grad_output, keepdims)
-    return _avg_backward(cn, axes, g, divisor(axes, "valid"), "global_avg_pool", out)
+    return _avg_backward(cn, axes, g, _VALID, "global_avg_pool", out)
 
 
 @public("global_max_pool")
@@ -718,7 +721,7 @@ def global_lp_pool(x, norm_type=2.0, *, keepdims=True, layout="channels_first", 
     out, o5 = _global_out(out, cn, keepdims, _out_dtype(cn, "lp"), x)
     planes = _global_cf(cn)
     if planes is None:
-        res = _lp(cn, axes, p, LP_ONNX, divisor(axes, "valid"), 1.0, out=o5)
+        res = _lp(cn, axes, p, LP_ONNX, _VALID, 1.0, out=o5)
     else:
         r = _target(o5, (planes.shape[0],), compute_dtype(_out_dtype(cn, "lp")))
         _cpu.pick(_cpu.global_lp_cf, planes, r)(planes, r, p)
@@ -734,7 +737,7 @@ def global_lp_pool_backward(grad_output, x, norm_type=2.0, *, keepdims=True,
     cn, axes = _global(x, layout)
     out = _grad_out(out, cn, grad_output, x, indices)
     g = _unsqueezed(cn, grad_output, keepdims)
-    return _lp_backward(cn, axes, g, p, LP_ONNX, divisor(axes, "valid"), 1.0, "global_lp_pool", out)
+    return _lp_backward(cn, axes, g, p, LP_ONNX, _VALID, 1.0, "global_lp_pool", out)
 
 
 def output_shape(spec, x_shape, nd=None):

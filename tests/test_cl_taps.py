@@ -18,7 +18,7 @@ from reference import avg_pool
 
 def _apart_flags(monkeypatch):
     """The ``apart`` argument each ``cl_sum_forward`` call got."""
-    return kernel_args(monkeypatch, ("cl_sum_forward",), 7, bool)
+    return kernel_args(monkeypatch, ("cl_sum_forward",), 8, bool)
 
 
 def _row_major_avg(x, k, s, divisor=None):
