@@ -601,8 +601,17 @@ def _row_task(ch, nch, total, OD, OH):
 # 56-cell rows).
 
 
+@njit(inline="always")
+def _ask_ahead(x, o0, ahead, n):
+    # the cells ``ahead`` on from a row pass's start, asked for in L2 so that
+    # they are there when the pass reaches them (see ``_core.cf_ahead``)
+    if ahead > 0 and o0 + ahead + n <= x.size:
+        _simd.prefetch(x, o0 + ahead, n)
+
+
 @njit(nogil=True, cache=_CACHE)
-def _cf_max_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s, K):
+def _cf_max_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s, K,
+                ahead, an):
     # row r0 + p goes to the buffer's half p % 2; each pass has two call sites,
     # one per half (a half picked per row measured 1.1-1.4x slower)
     n = r1 - r0
@@ -610,13 +619,16 @@ def _cf_max_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt
         if p < n:
             if p > 0:
                 b, od, oh = _next_row(b, od, oh, OD, OH)
-            _simd.max_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, buf, pl)
+            o0 = ((b * D + lo0[od]) * H + lo1[oh]) * W
+            _simd.max_rows(x, o0, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, buf, pl)
+            _ask_ahead(x, o0 + (nt0[od] - 1) * d0 * H * W, ahead, an)
         if p > 0:
             _simd.max_wins(buf, Lb, out, (r0 + p - 1) * OW, buf, OW, s, K, d2)
         if p + 1 < n:
             b, od, oh = _next_row(b, od, oh, OD, OH)
-            _simd.max_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, buf,
-                           pl + Lb)
+            o0 = ((b * D + lo0[od]) * H + lo1[oh]) * W
+            _simd.max_rows(x, o0, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, buf, pl + Lb)
+            _ask_ahead(x, o0 + (nt0[od] - 1) * d0 * H * W, ahead, an)
         if p < n:
             _simd.max_wins(buf, 0, out, (r0 + p) * OW, buf, OW, s, K, d2)
 
@@ -645,7 +657,7 @@ def _cf_avg_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt
 
 @_jit
 def cf_max_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2,
-                   uniform, pl, Lb, s, K, lowest):
+                   uniform, pl, Lb, s, K, lowest, ahead, an):
     """Channels-first max: x, out flat ``(planes * D*H*W)``, ``(planes * OD*OH*OW)``.
 
     ``uniform``: W windows start at ``o*s`` in a row buffer of ``Lb`` cells
@@ -667,7 +679,8 @@ def cf_max_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2,
                     b, od, oh = _next_row(b, od, oh, OD, OH)
                 _simd.max_quads(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, W, out, r * OW, OW)
         elif uniform == 2:
-            _cf_max_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s, K)
+            _cf_max_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s, K,
+                        ahead, an)
         else:
             for r in range(r0, r1):
                 if r > r0:
@@ -690,7 +703,7 @@ def cf_max_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2,
 
 
 @_jit
-def cf_half_max_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, Lb, s, K):
+def cf_half_max_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, Lb, s, K, ahead, an):
     """Channels-first float16 max on the bits (x, out flat uint16) of rows that
     take the short vectors (``cf_row_args``'s ``uniform == 2``); geometry as
     ``cf_max_forward``'s.  Half the bytes of widening to float32 first."""
@@ -700,7 +713,8 @@ def cf_half_max_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1,
         ch = np.int64(ch)
         buf = np.full(2 * Lb, _HALF_NEG_INF)
         r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
-        _cf_max_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s, K)
+        _cf_max_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s, K,
+                    ahead, an)
 
 
 @_jit

@@ -21,7 +21,7 @@ import numpy as np
 from . import _cpu
 from . import _geometry as geo
 from ._core import (Canon, as_array, canon_grad, canonical, check_shape, check_rank, check_grad, check_indices, compute_dtype,
-                    covers, cf_row_args, divisor, divisor_rows, flat4, float_backward_input, interior_args, kernel_input,
+                    covers, cf_ahead, cf_row_args, divisor, divisor_rows, flat4, float_backward_input, interior_args, kernel_input,
                     public, read_only, tables)
 from ._spec import (AdaptiveSpec, adaptive_spec, is_int, norm_type_value, normalize_layout,
                     window_spec)
@@ -88,7 +88,7 @@ def _half_max(cn: Canon, axes, out=None):
     _, pl, lb, s, k = cf_row_args(axes)
     _cpu.pick(_cpu.cf_half_max_forward, cn.x5, out5)(
         cn.x5.reshape(-1).view(np.uint16), out5.reshape(-1).view(np.uint16), *_cf_dims(cn.x5, out5),
-        lo0, nt0, d0, lo1, nt1, d1, d2, pl, lb, s, k)
+        lo0, nt0, d0, lo1, nt1, d1, d2, pl, lb, s, k, *cf_ahead(axes, cn.x5))
     return _finish(cn, out5, axes, cn.dtype, out)
 
 
@@ -145,7 +145,7 @@ def _max(cn: Canon, axes, want_idx: bool, out=None):
         elif out5.size and xin.shape[4] == 1:
             _cpu.pick(_cpu.cf_max_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
                                                       *tables(axes), *cf_row_args(axes, True),
-                                                      _lowest(xin.dtype))
+                                                      _lowest(xin.dtype), *cf_ahead(axes, xin))
         elif out5.size:
             _cpu.pick(_cpu.sep_max_forward, xin, out5)(flat4(xin), flat4(out5), np.int64(xin.shape[4]), *tables(axes),
                                  *interior_args(axes))
