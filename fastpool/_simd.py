@@ -601,7 +601,7 @@ def _win_pass(kind):
     w8s1, w8s1_2, w8s1_3 = _wins(8, 1, kind), _wins(8, 1, kind, 2), _wins(8, 1, kind, 3)
     a8s1_2, a8s1_3 = _wins(8, 1, kind, 2, True), _wins(8, 1, kind, 3, True)
     w8s2, w8s2_2, w8s2_3 = _wins(8, 2, kind), _wins(8, 2, kind, 2), _wins(8, 2, kind, 3)
-    w4s1, w4s2 = _wins(4, 1, kind), _wins(4, 2, kind)
+    w4s1, w4s2, w4s2_3 = _wins(4, 1, kind), _wins(4, 2, kind), _wins(4, 2, kind, 3)
 
     @njit(inline="always")
     def wins(buf, b0, out, oo, mul, OW, s, K, d):
@@ -609,6 +609,9 @@ def _win_pass(kind):
         if OW < 8:
             if s == 1:
                 w4s1(buf, b0, out, oo, mul, OW, K, d)
+            elif K == 3:
+                # (64, 512, 14, 14) k3 s2 max: 1.1x faster than the loop over K
+                w4s2_3(buf, b0, out, oo, mul, OW, K, d)
             else:
                 w4s2(buf, b0, out, oo, mul, OW, K, d)
         elif s == 1:

@@ -57,3 +57,19 @@ def test_long_rows_3d_planes_match_reference():
     for kw in (dict(kernel_size=(2, 3, 3), stride=1, padding=(0, 1, 1)), dict(kernel_size=(1, 2, 2), stride=1)):
         np.testing.assert_array_equal(fp.max_pool3d(x, **kw), max_pool(x, 3, **kw)[0])
         np.testing.assert_allclose(fp.avg_pool3d(x, **kw), avg_pool(x, 3, **kw), rtol=6e-8, equal_nan=True)
+
+
+# 4-7 outputs of 3-tap stride-2 windows: the 4-lane window pass with K fixed at 3
+@pytest.mark.parametrize("width", [9, 11, 13])
+@pytest.mark.parametrize("geom", [dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=3, stride=2)],
+                         ids=["k3s2p1", "k3s2"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8])
+def test_short_stride2_rows_match_reference(geom, width, dtype):
+    x = _data(np.random.default_rng(width + 2), (2, 3, 9, width), dtype)
+    assert 4 <= fp.max_pool2d(x, **geom).shape[-1] <= 7
+    np.testing.assert_array_equal(fp.max_pool2d(x, **geom), max_pool(x, 2, **geom)[0])
+    got, want = fp.avg_pool2d(x, **geom), avg_pool(x, 2, **geom)
+    if dtype == np.float32:
+        np.testing.assert_allclose(got, want, rtol=6e-8, atol=0, equal_nan=True)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, equal_nan=True)
