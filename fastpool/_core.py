@@ -8,6 +8,7 @@ kernels receive read-only views, and outputs are allocated by NumPy.
 from __future__ import annotations
 
 import functools
+import glob
 import math
 import numbers
 from dataclasses import dataclass
@@ -214,8 +215,6 @@ def cf_row_args(axes, quads=False) -> tuple:
 
 def _last_cache_bytes(default=32 << 20) -> int:
     """The largest CPU cache's size (Linux sysfs), else ``default``."""
-    import glob
-
     best = 0
     for d in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*"):
         try:

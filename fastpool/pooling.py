@@ -21,8 +21,8 @@ import numpy as np
 from . import _cpu
 from . import _geometry as geo
 from ._core import (Canon, as_array, canon_grad, canonical, check_shape, check_rank, check_grad, check_indices, compute_dtype,
-                    covers, cf_ahead, cf_row_args, divisor, divisor_rows, flat4, float_backward_input, interior_args, kernel_input,
-                    public, read_only, tables)
+                    covers, cf_ahead, cf_row_args, divisor, divisor_rows, flat4, float_backward_input, interior_args,
+                    kernel_input, public, read_only, tables)
 from ._spec import (AdaptiveSpec, adaptive_spec, is_int, norm_type_value, normalize_layout,
                     window_spec)
 from .errors import PoolingError, PoolingTypeError
@@ -365,8 +365,8 @@ def _avg_backward(cn: Canon, axes, grad_output, dv, op, out=None):
     if gx5.size:
         p0, c0, p1, c1, _, _ = covers(axes)
         t2 = geo.padded3(axes)[2]
-        _cpu.pick(_cpu.sep_avg_backward, g5, gx5)(flat4(g5), flat4(gx5), np.int64(gx5.shape[4]), *divisor_rows(axes, *dv), p0, c0, p1, c1,
-                              t2.lo, t2.taps, np.int64(t2.step), *interior_args(axes))
+        _cpu.pick(_cpu.sep_avg_backward, g5, gx5)(flat4(g5), flat4(gx5), np.int64(gx5.shape[4]), *divisor_rows(axes, *dv),
+                                                  p0, c0, p1, c1, t2.lo, t2.taps, np.int64(t2.step), *interior_args(axes))
     return _to_user(cn, gx5, out)
 
 
@@ -374,8 +374,8 @@ def _lp_backward(cn: Canon, axes, grad_output, p, mode, dv, area, op, out=None):
     g5, gx5 = _grad_buffers(cn, grad_output, axes, op, out)
     if gx5.size:
         out5 = _lp(cn, axes, p, mode, dv, area, keep5=True)
-        _cpu.pick(_cpu.lp_backward, g5, gx5)(g5, kernel_input(cn), out5, gx5, float(p), mode, divisor(axes, *dv), float(area),
-                         *covers(axes))
+        _cpu.pick(_cpu.lp_backward, g5, gx5)(g5, kernel_input(cn), out5, gx5, float(p), mode, divisor(axes, *dv),
+                                             float(area), *covers(axes))
     return _to_user(cn, gx5, out)
 
 
