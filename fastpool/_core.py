@@ -213,6 +213,59 @@ def cf_row_args(axes, quads=False) -> tuple:
             np.int64(s), np.int64(k))
 
 
+# Short rows take the flat planes (``_cpu.cf_flat_*_forward``) up to this many
+# cells: (8, 256, 28, 28) k3 s1 average 2.5 -> 2.2 ms on two threads; at 56
+# cells the row kernels are faster (2.0 vs 2.3-2.6 ms, any group size).  A
+# group is at most FLAT_CELLS cells of whole rows.
+FLAT_MAX_W = 32
+FLAT_CELLS = 1024
+# a flat multiplier table (non-uniform divisors) past this many cells is no
+# longer small beside the planes
+FLAT_MUL_CELLS = 1 << 14
+
+
+@geo.per_plan
+def cf_flat_args(axes) -> tuple | None:
+    """Geometry for the flat planes, or None where they do not apply: W
+    windows of stride 1, dilation 1, one per cell (padded to the input's
+    length), rows of 4 to ``FLAT_MAX_W`` cells (8 with windows on D), and
+    windows of stride 1 on H.  ``(segs, col, pL, K, G, Lb)``: runs of output
+    rows reading the same number of consecutive input rows, ``(first row,
+    rows, input rows each)``; the column of each cell of a group; W's left
+    padding and taps; output rows a group and buffer cells."""
+    t0, t1, t2 = geo.padded3(axes)
+    if not (t2.stride == 1 and t2.step == 1 and t2.out == t2.n and t1.stride == 1):
+        return None
+    W = t2.n
+    if not (4 if int(t0.taps.max()) == 1 else 8) <= W <= FLAT_MAX_W:
+        return None
+    segs = []
+    for oh in range(t1.out):
+        if segs and segs[-1][2] == t1.taps[oh] and t1.lo[oh] == t1.lo[oh - 1] + 1:
+            segs[-1][1] += 1
+        else:
+            segs.append([oh, 1, int(t1.taps[oh])])
+    G = max(1, min(t1.out, FLAT_CELLS // W))
+    pl, k = t2.pads[0], t2.kernel
+    col = np.tile(np.arange(W, dtype=np.int32), G)
+    return (np.array(segs, np.int64), col, np.int64(pl), np.int64(k), np.int64(G), np.int64(pl + G * W + k))
+
+
+@geo.per_plan
+def flat_multipliers(axes, mode: str, override=None):
+    """``1 / divisor`` per output, ``(OD, OH*OW)``, or ``(1, OH*OW)`` when every
+    output depth has the same; None past ``FLAT_MUL_CELLS`` cells."""
+    m = 1.0 / _divisor(axes, mode, override)
+    m = m.reshape(m.shape[0], -1)
+    if (m == m[:1]).all():
+        m = m[:1]
+    if m.size > FLAT_MUL_CELLS:
+        return None
+    m = np.ascontiguousarray(m)
+    m.flags.writeable = False
+    return m
+
+
 def _last_cache_bytes(default=32 << 20) -> int:
     """The largest CPU cache's size (Linux sysfs), else ``default``."""
     best = 0

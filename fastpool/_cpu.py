@@ -784,6 +784,69 @@ def cf_sum_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2,
                         out[_u(oo + o)] = (acc[_u(o)] * drow[_u(o)]) ** inv
 
 
+# Planes of short rows whose W windows are stride 1 and as many as the cells
+# (``_core.cf_flat_args``): a group of whole output rows at a time, its rows
+# pass over runs of rows that read the same number of input rows (one call a
+# run: the rows of a run lie end to end in the input as in the buffer) and one
+# windows pass over the group (``_simd``'s flat windows mask the taps that
+# fall off a row).  (64, 512, 14, 14) k3 s1 average: 3.6 -> 2.6 ms on two
+# threads, 6.9 -> 4.0 ms on one; max 4.5 -> 2.0 ms.
+
+
+@njit(inline="always")
+def _flat_rows(rows, x, buf, i0, a, e, W, HW, segs, lo1, d1, d0, Q, pl):
+    # the rows pass of output rows [a, e) of one plane into buf[pl:]
+    for g in range(segs.shape[0]):
+        s0 = max(segs[g, 0], a)
+        s1 = min(segs[g, 0] + segs[g, 1], e)
+        if s0 < s1:
+            rows(x, i0 + lo1[s0] * W, d1 * W, segs[g, 2], d0 * HW, Q, (s1 - s0) * W, buf, pl + (s0 - a) * W)
+
+
+@_jit
+def cf_flat_max_forward(x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1, segs, col, pL, K, G, Lb, lowest):
+    """Channels-first max of planes of short rows (see above); x, out flat as
+    ``cf_max_forward``'s, ``segs`` rows ``(first output row, rows, input rows
+    each)``, ``col[i] = i % W``, ``G`` output rows a group, ``Lb`` cells of
+    buffer."""
+    S = OH * W
+    planes = out.size // S
+    nch = _chunks(planes)
+    for ch in prange(nch):
+        ch = np.int64(ch)
+        buf = np.full(Lb, lowest)
+        for q in range(ch * planes // nch, (ch + 1) * planes // nch):
+            b = q // OD
+            od = q - b * OD
+            i0 = (b * D + lo0[od]) * H * W
+            for a in range(0, OH, G):
+                e = min(a + G, OH)
+                _flat_rows(_simd.max_rows, x, buf, i0, a, e, W, H * W, segs, lo1, d1, d0, nt0[od], pL)
+                _simd.max_flat_wins(buf, 0, out, q * S + a * W, buf, (e - a) * W, K, col, W, pL)
+
+
+@_jit
+def cf_flat_sum_forward(x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1, segs, col, pL, K, G, Lb, mul):
+    """Channels-first averages of planes of short rows, as
+    ``cf_flat_max_forward``; ``mul`` rows ``1 / divisor`` of a plane's outputs,
+    one per output depth or a single one for all."""
+    S = OH * W
+    planes = out.size // S
+    nch = _chunks(planes)
+    for ch in prange(nch):
+        ch = np.int64(ch)
+        buf = np.zeros(Lb, np.float64)
+        for q in range(ch * planes // nch, (ch + 1) * planes // nch):
+            b = q // OD
+            od = q - b * OD
+            i0 = (b * D + lo0[od]) * H * W
+            mrow = mul[od if mul.shape[0] > 1 else 0]
+            for a in range(0, OH, G):
+                e = min(a + G, OH)
+                _flat_rows(_simd.sum_rows, x, buf, i0, a, e, W, H * W, segs, lo1, d1, d0, nt0[od], pL)
+                _simd.sum_flat_wins(buf, 0, out, q * S + a * W, mrow[a * W:], (e - a) * W, K, col, W, pL)
+
+
 # ----------------------------------------------------------------------------- global, channels-first
 #
 # Each plane is one contiguous run; eight independent accumulators give the

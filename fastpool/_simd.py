@@ -219,17 +219,72 @@ def _wins(L, s, kind, fixed=0, adjacent=False):
                     comb = builder.fadd
                 res = _fold(builder, tap(ir.Constant(_I64, 0)), n_k, fixed, tap, comb)
                 if kind == "sum":
-                    mp = _data(context, builder, mty, args[4])
-                    me = context.get_data_type(mty.dtype)
-                    mv = _load(builder, mp, o, ir.VectorType(me, L), context.get_abi_sizeof(me))
-                    res = builder.fmul(res, _convert(builder, mv, mty.dtype, bty.dtype, L))
-                    res = _convert(builder, res, bty.dtype, oty.dtype, L)
+                    res = _scale(context, builder, res, mty, args[4], o, bty, oty, L)
                 _store(builder, res, op, builder.add(o_o, o), oal)
 
             _blocks(builder, n_o, L, block)
             return context.get_dummy_value()
 
         return types.void(buf, b0, out, oo, mul, OW, K, d), codegen
+
+    return wins
+
+
+def _scale(context, builder, res, mty, mval, o, bty, oty, L):
+    """A block of window sums times ``mul[o:o + L]``, rounded to out's type."""
+    mp = _data(context, builder, mty, mval)
+    me = context.get_data_type(mty.dtype)
+    mv = _load(builder, mp, o, ir.VectorType(me, L), context.get_abi_sizeof(me))
+    res = builder.fmul(res, _convert(builder, mv, mty.dtype, bty.dtype, L))
+    return _convert(builder, res, bty.dtype, oty.dtype, L)
+
+
+def _flat_wins(L, kind, fixed=0):
+    """Stride-1 windows along rows of ``W`` cells laid end to end, the rows
+    pass's output for a run of whole rows: ``out[oo + o] = op(buf[b0 + o + k]
+    for k < K)`` for ``o < n`` (``n >= L``), where a tap that falls off its own
+    row (``col[o] + k - pL`` outside ``[0, W)``, ``col[o]`` being o's column)
+    counts as padding: 0 for 'sum' (then times ``mul[o]``, rounded to out's
+    type), the window's centre tap ``k = pL`` for 'max' (max is idempotent,
+    so that is the -inf padding's result bit for bit).  A whole plane in one
+    pass: 14-cell rows spent more on per-row calls than on the cells."""
+
+    @intrinsic
+    def wins(typingctx, buf, b0, out, oo, mul, n, K, col, W, pL):
+        def codegen(context, builder, sig, args):
+            bty, oty, mty, cty = sig.args[0], sig.args[2], sig.args[4], sig.args[7]
+            bp, op, cp = (_data(context, builder, sig.args[i], args[i]) for i in (0, 2, 7))
+            b_0, o_o, n_o, n_k, w_, p_l = (_i64(context, builder, sig.args[i], args[i]) for i in (1, 3, 5, 6, 8, 9))
+            be, oe, ce = (context.get_data_type(t.dtype) for t in (bty, oty, cty))
+            vt, cvt = ir.VectorType(be, L), ir.VectorType(ce, L)
+            bal, oal, cal = (context.get_abi_sizeof(e) for e in (be, oe, ce))
+            wv = _splat(builder, builder.trunc(w_, ce), L)
+            zero = ir.Constant(vt, [0.0] * L) if kind == "sum" else None
+            if kind == "max":
+                comb = lambda a, b: _vmax(builder, a, b, bty.dtype)  # noqa: E731
+            else:
+                comb = builder.fadd
+
+            def block(o):
+                start = builder.add(b_0, o)
+                cv = _load(builder, cp, o, cvt, cal)
+                pad = zero if kind == "sum" else _load(builder, bp, builder.add(start, p_l), vt, bal)
+
+                def tap(k):
+                    v = _load(builder, bp, builder.add(start, k), vt, bal)
+                    # unsigned: one compare tests both ends of the row
+                    c = builder.add(cv, _splat(builder, builder.trunc(builder.sub(k, p_l), ce), L))
+                    return builder.select(builder.icmp_unsigned("<", c, wv), v, pad)
+
+                res = _fold(builder, tap(ir.Constant(_I64, 0)), n_k, fixed, tap, comb)
+                if kind == "sum":
+                    res = _scale(context, builder, res, mty, args[4], o, bty, oty, L)
+                _store(builder, res, op, builder.add(o_o, o), oal)
+
+            _blocks(builder, n_o, L, block)
+            return context.get_dummy_value()
+
+        return types.void(buf, b0, out, oo, mul, n, K, col, W, pL), codegen
 
     return wins
 
@@ -645,6 +700,34 @@ def _win_pass(kind):
 # dtype): it compares them as halves and moves the bits, so NaN payloads survive.
 max_rows, sum_rows = _row_pass("max"), _row_pass("sum")
 max_wins, sum_wins = _win_pass("max"), _win_pass("sum")
+
+
+def _flat_pass(kind):
+    f8, f8_3, f4 = _flat_wins(8, kind), _flat_wins(8, kind, 3), _flat_wins(4, kind)
+
+    @njit(inline="always")
+    def wins(buf, b0, out, oo, mul, n, K, col, W, pL):
+        if _CHECK:
+            _span(out, oo, n)
+            _span(col, 0, n)
+            _span(buf, b0, n + K - 1)
+            if kind == "sum":
+                _span(mul, 0, n)
+        if n < 8:
+            f4(buf, b0, out, oo, mul, n, K, col, W, pL)
+        elif K == 3:
+            f8_3(buf, b0, out, oo, mul, n, K, col, W, pL)
+        else:
+            f8(buf, b0, out, oo, mul, n, K, col, W, pL)
+
+    return wins
+
+
+# ``max_flat_wins(buf, b0, out, oo, mul, n, K, col, W, pL)``: the windows of a run
+# of whole rows laid end to end in ``buf`` (see ``_flat_wins``), ``n >= 4``
+# (``mul`` unused); ``sum_flat_wins`` adds the taps, multiplies by ``mul[o]``
+# and rounds to out's type.
+max_flat_wins, sum_flat_wins = _flat_pass("max"), _flat_pass("sum")
 
 
 def _runs_pass(R, nan):

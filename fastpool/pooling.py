@@ -21,8 +21,8 @@ import numpy as np
 from . import _cpu
 from . import _geometry as geo
 from ._core import (Canon, as_array, canon_grad, canonical, check_shape, check_rank, check_grad, check_indices, compute_dtype,
-                    covers, cf_ahead, cf_row_args, divisor, divisor_rows, flat4, float_backward_input, interior_args,
-                    kernel_input, public, read_only, tables)
+                    covers, cf_ahead, cf_flat_args, cf_row_args, divisor, divisor_rows, flat4, flat_multipliers,
+                    float_backward_input, interior_args, kernel_input, public, read_only, tables)
 from ._spec import (AdaptiveSpec, adaptive_spec, is_int, norm_type_value, normalize_layout,
                     window_spec)
 from .errors import PoolingError, PoolingTypeError
@@ -127,6 +127,10 @@ def _max(cn: Canon, axes, want_idx: bool, out=None):
                 xk, ok, low = cn.x5.reshape(-1), out5.reshape(-1), _lowest(cn.x5.dtype)
             _cpu.pick(_cpu.wide_max_forward, xk, ok)(xk, ok, *wide, low)
             return _finish(cn, out5, axes, _out_dtype(cn, "max"), out)
+    if not want_idx and cn.x5.shape[4] == 1 and cn.x5.size:
+        flat = cf_flat_args(axes)
+        if flat is not None:
+            return _flat_max(cn, axes, flat, out)
     if (not want_idx and cn.x5.dtype == np.float16 and cn.x5.shape[4] == 1 and cn.x5.size
             and cf_row_args(axes)[0] == 2):
         return _half_max(cn, axes, out)
@@ -161,6 +165,23 @@ def _max(cn: Canon, axes, want_idx: bool, out=None):
         _cpu.pick(_cpu.cl_argmax_forward, xin, out5)(xin, out5, idx5, *tables(axes))
     out = _finish(cn, out5, axes, _out_dtype(cn, "max"))
     return out, idx5.reshape(out.shape)
+
+
+def _flat_max(cn: Canon, axes, flat, out=None):
+    # float16 as its bits, compared as halves (see ``_half_max``)
+    out5 = _target(out, cn.canon_shape([t.out for t in axes]), cn.x5.dtype)
+    if cn.x5.dtype == np.float16:
+        xk, ok, low = cn.x5.reshape(-1).view(np.uint16), out5.reshape(-1).view(np.uint16), _cpu._HALF_NEG_INF
+    else:
+        xk, ok, low = cn.x5.reshape(-1), out5.reshape(-1), _lowest(cn.x5.dtype)
+    _cpu.pick(_cpu.cf_flat_max_forward, xk, ok)(xk, ok, *_cf_dims(cn.x5, out5)[:5], *_flat_dims(axes), *flat, low)
+    return _finish(cn, out5, axes, _out_dtype(cn, "max"), out)
+
+
+@geo.per_plan
+def _flat_dims(axes):
+    t0, t1, _ = geo.padded3(axes)
+    return t0.lo, t0.taps, np.int64(t0.step), t1.lo, np.int64(t1.step)
 
 
 def _avg(cn: Canon, axes, dv: tuple, out=None):
@@ -310,6 +331,13 @@ def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes):
         _cpu.pick(_cpu.cl_sum_forward, xin, out5)(xin, out5, pmode, float(p), fmode, rdiv, rat, float(area),
                                                   _cl_taps_apart(xin, axes), *tables(axes))
         return
+    if xin.shape[4] == 1 and pmode == 0 and fmode == 0:
+        flat = cf_flat_args(axes)
+        mul = None if flat is None else flat_multipliers(axes, *dv)
+        if mul is not None:
+            _cpu.pick(_cpu.cf_flat_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1),
+                                                           *_cf_dims(xin, out5)[:5], *_flat_dims(axes), *flat, mul)
+            return
     if xin.shape[4] == 1:
         _cpu.pick(_cpu.cf_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
                                                   *tables(axes), *cf_row_args(axes, pmode == 0 and fmode == 0),
