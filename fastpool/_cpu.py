@@ -1219,6 +1219,48 @@ def cl_sum_forward(x, out, pmode, p, fmode, rdiv, rat, area, apart, lo0, nt0, d0
                         o[c] = (acc[c] * dv) ** inv
 
 
+@_jit
+def cl_quad_sum_forward(x, out, rdiv, rat, lo0, apart):
+    """Channels-last averages of whole 2x2 stride-2 windows (``_core.quad_rows``):
+    ``cl_sum_forward``'s 2x2 passes, the same additions in the same order, in a
+    loop of their own.  Inside the general kernel the same passes measured
+    1.2x slower ((8, 56, 56, 256) float32, in and out of cache)."""
+    B, D, H, W, C = x.shape
+    OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    xf, of = x.reshape(-1), out.reshape(-1)
+    total = B * OD * OH
+    nch = _chunks(total)
+    for ch in prange(nch):
+        ch = np.int64(ch)
+        acc = np.zeros(C, out.dtype)
+        zero = acc[0]
+        r0 = ch * total // nch
+        b, od, oh = _row_of(r0, OD, OH)
+        for r in range(r0, (ch + 1) * total // nch):
+            if r > r0:
+                b, od, oh = _next_row(b, od, oh, OD, OH)
+            y0 = (((b * D + lo0[od]) * H + 2 * oh) * W) * C
+            y1 = y0 + W * C
+            drow = rdiv[rat[od, oh]]
+            for ow in range(OW):
+                a = 2 * ow * C
+                q = (r * OW + ow) * C
+                dv = drow[ow]
+                if apart:
+                    for c in range(C):
+                        acc[c] = zero + xf[_u(y0 + a + c)]
+                    for c in range(C):
+                        acc[c] += xf[_u(y0 + a + C + c)]
+                    for c in range(C):
+                        acc[c] += xf[_u(y1 + a + c)]
+                    for c in range(C):
+                        of[_u(q + c)] = (acc[c] + xf[_u(y1 + a + C + c)]) * dv
+                else:
+                    for c in range(C):
+                        of[_u(q + c)] = ((((zero + xf[_u(y0 + a + c)]) + xf[_u(y0 + a + C + c)])
+                                          + xf[_u(y1 + a + c)]) + xf[_u(y1 + a + C + c)]) * dv
+
+
 # ----------------------------------------------------------------------------- max with indices
 #
 # PyTorch scans a window in row-major order with `v > best or isnan(v)`: the

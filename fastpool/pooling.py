@@ -22,7 +22,7 @@ from . import _cpu
 from . import _geometry as geo
 from ._core import (Canon, as_array, canon_grad, canonical, check_shape, check_rank, check_grad, check_indices, compute_dtype,
                     covers, cf_ahead, cf_flat_args, cf_row_args, divisor, divisor_rows, flat4, flat_multipliers,
-                    float_backward_input, interior_args, kernel_input, public, read_only, tables)
+                    float_backward_input, interior_args, kernel_input, public, quad_rows, read_only, tables)
 from ._spec import (AdaptiveSpec, adaptive_spec, is_int, norm_type_value, normalize_layout,
                     window_spec)
 from .errors import PoolingError, PoolingTypeError
@@ -327,6 +327,10 @@ def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes):
     rdiv, rat = divisor_rows(axes, *dv)
     # Lp sums of |x|^p overflow float32 (p >= 8 on float16-sized values): only the
     # plain sums take the channels-last kernel, which accumulates in the output's dtype
+    if xin.shape[4] >= _CL_DIRECT_FROM and pmode == 0 and fmode == 0 and quad_rows(axes):
+        _cpu.pick(_cpu.cl_quad_sum_forward, xin, out5)(xin, out5, rdiv, rat, tables(axes)[0],
+                                                       _cl_taps_apart(xin, axes))
+        return
     if xin.shape[4] >= _CL_DIRECT_FROM and pmode == 0:
         _cpu.pick(_cpu.cl_sum_forward, xin, out5)(xin, out5, pmode, float(p), fmode, rdiv, rat, float(area),
                                                   _cl_taps_apart(xin, axes), *tables(axes))

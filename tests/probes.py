@@ -25,17 +25,20 @@ def sprinkled(rng, shape, dtype, scale, specials=()):
 
 def kernel_args(monkeypatch, names, index, conv=int):
     """``conv(args[index])`` of every call of the ``_cpu`` kernels named in the
-    tuple ``names`` (through ``_cpu.pick``), in call order."""
+    tuple ``names`` (through ``_cpu.pick``), in call order; ``index`` may be a
+    dict of an index per name."""
     seen = []
     real = _cpu.pick
 
     def spy(kernel, a, b):
         k = real(kernel, a, b)
-        if getattr(getattr(kernel, "py_func", None), "__name__", "") not in names:
+        name = getattr(getattr(kernel, "py_func", None), "__name__", "")
+        if name not in names:
             return k
+        i = index[name] if isinstance(index, dict) else index
 
         def call(*args):
-            seen.append(conv(args[index]))
+            seen.append(conv(args[i]))
             return k(*args)
 
         return call

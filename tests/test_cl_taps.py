@@ -17,8 +17,10 @@ from reference import avg_pool
 
 
 def _apart_flags(monkeypatch):
-    """The ``apart`` argument each ``cl_sum_forward`` call got."""
-    return kernel_args(monkeypatch, ("cl_sum_forward",), 8, bool)
+    """The ``apart`` argument each ``cl_sum_forward`` or ``cl_quad_sum_forward``
+    (whole 2x2 stride-2 windows) call got."""
+    where = {"cl_sum_forward": 8, "cl_quad_sum_forward": 5}
+    return kernel_args(monkeypatch, tuple(where), where, bool)
 
 
 def _row_major_avg(x, k, s, divisor=None):
