@@ -66,7 +66,12 @@ def cases():
         c[f"max wide window half cl {tag}"] = lambda fp, r, s=cl: fp.max_pool2d(_x(r, s).astype(np.float16), (6, 5), 1, (3, 2), layout="channels_last")
         # short vectors: 8-lane rows with a 4-lane output row, then 4-lane rows
         c[f"max cf vector rows {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s[:3] + (14,)), 2, 2)
-        c[f"avg cf vector rows {tag}"] = lambda fp, r, s=cf: fp.avg_pool2d(_x(r, s[:3] + (7,)), 3, 1, 1)
+        c[f"avg cf vector rows {tag}"] = lambda fp, r, s=cf: fp.avg_pool2d(_x(r, s[:3] + (7,)), 3, 1, 0)
+        # flat planes: 4-lane windows on 7-cell rows, 8-lane ones on a 3-D window
+        c[f"max cf flat {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s[:3] + (7,)), 3, 1, 1)
+        c[f"avg cf flat {tag}"] = lambda fp, r, s=cf: fp.avg_pool2d(_x(r, s[:3] + (7,)), 3, 1, 1)
+        c[f"avg cf flat 3d {tag}"] = lambda fp, r, s=cf: fp.avg_pool3d(_x(r, s[:2] + (3,) + s[2:3] + (9,)), (2, 3, 3), 1, (0, 1, 1))
+        c[f"avg cl quads {tag}"] = lambda fp, r, s=cl: fp.avg_pool2d(_x(r, s[:1] + (6, 10) + s[3:]), 2, layout="NHWC")
         c[f"avg cf vector rows 3d {tag}"] = lambda fp, r, s=cf: fp.avg_pool3d(_x(r, s[:2] + (3,) + s[2:3] + (9,)), 3, (1, 1, 2), 1)
         c[f"max van Herk cl {tag}"] = lambda fp, r, s=cl: fp.max_pool2d(_x(r, s), (1, 9), (1, 2), (0, 4), layout="NHWC")
         c[f"max sep cl few channels {tag}"] = lambda fp, r, s=cl[:3] + (3,): fp.max_pool2d(_x(r, s), 3, 2, 1, ceil_mode=True, layout="NHWC")
