@@ -1115,6 +1115,27 @@ def cl_max_forward(x, out, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2):
                             o[c] = _maxnan(o[c], v[c])
 
 
+@njit(inline="always")
+def _cl_pair_taps(xf, of, y0, y1, a, e, q, C, dv, zero, acc, apart):
+    """``of[q:q + C]`` = the 2x2 window of C-vectors at ``y0 + a``, ``y0 + a + e``,
+    ``y1 + a``, ``y1 + a + e`` of ``xf``, added in that order from ``zero`` in
+    out's dtype, times ``dv``; ``apart``: one tap a pass, through ``acc`` (see
+    ``pooling._cl_taps_apart``)."""
+    if apart:
+        for c in range(C):
+            acc[c] = zero + xf[_u(y0 + a + c)]
+        for c in range(C):
+            acc[c] += xf[_u(y0 + a + e + c)]
+        for c in range(C):
+            acc[c] += xf[_u(y1 + a + c)]
+        for c in range(C):
+            of[_u(q + c)] = (acc[c] + xf[_u(y1 + a + e + c)]) * dv
+        return
+    for c in range(C):
+        of[_u(q + c)] = ((((zero + xf[_u(y0 + a + c)]) + xf[_u(y0 + a + e + c)]) + xf[_u(y1 + a + c)])
+                         + xf[_u(y1 + a + e + c)]) * dv
+
+
 @_jit
 def cl_sum_forward(x, out, pmode, p, fmode, rdiv, rat, area, apart, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2):
     """Channels-last twin of ``sep_sum_forward`` (same pmode/fmode meanings).
@@ -1165,20 +1186,7 @@ def cl_sum_forward(x, out, pmode, p, fmode, rdiv, rat, area, apart, lo0, nt0, d0
                     a, e = lo2[ow] * C, d2 * C
                     q = (r * OW + ow) * C
                     dv = rdiv[rat[od, oh], ow]
-                    if apart:
-                        # the same additions in the same order, one tap a pass
-                        for c in range(C):
-                            acc[c] = zero + xf[_u(y0 + a + c)]
-                        for c in range(C):
-                            acc[c] += xf[_u(y0 + a + e + c)]
-                        for c in range(C):
-                            acc[c] += xf[_u(y1 + a + c)]
-                        for c in range(C):
-                            of[_u(q + c)] = (acc[c] + xf[_u(y1 + a + e + c)]) * dv
-                        continue
-                    for c in range(C):
-                        of[_u(q + c)] = ((((zero + xf[_u(y0 + a + c)]) + xf[_u(y0 + a + e + c)]) + xf[_u(y1 + a + c)])
-                                         + xf[_u(y1 + a + e + c)]) * dv
+                    _cl_pair_taps(xf, of, y0, y1, a, e, q, C, dv, zero, acc, apart)
                     continue
                 acc[:] = 0.0
                 for i in range(nt0[od]):
@@ -1245,20 +1253,7 @@ def cl_quad_sum_forward(x, out, rdiv, rat, lo0, apart):
             for ow in range(OW):
                 a = 2 * ow * C
                 q = (r * OW + ow) * C
-                dv = drow[ow]
-                if apart:
-                    for c in range(C):
-                        acc[c] = zero + xf[_u(y0 + a + c)]
-                    for c in range(C):
-                        acc[c] += xf[_u(y0 + a + C + c)]
-                    for c in range(C):
-                        acc[c] += xf[_u(y1 + a + c)]
-                    for c in range(C):
-                        of[_u(q + c)] = (acc[c] + xf[_u(y1 + a + C + c)]) * dv
-                else:
-                    for c in range(C):
-                        of[_u(q + c)] = ((((zero + xf[_u(y0 + a + c)]) + xf[_u(y0 + a + C + c)])
-                                          + xf[_u(y1 + a + c)]) + xf[_u(y1 + a + C + c)]) * dv
+                _cl_pair_taps(xf, of, y0, y1, a, C, q, C, drow[ow], zero, acc, apart)
 
 
 # ----------------------------------------------------------------------------- max with indices

@@ -213,14 +213,7 @@ def _wins(L, s, kind, fixed=0, adjacent=False):
                     w = _load(builder, bp, off, wt, bal)
                     return builder.shuffle_vector(w, ir.Constant(wt, ir.Undefined), mask)
 
-                if kind == "max":
-                    comb = lambda a, b: _vmax(builder, a, b, bty.dtype)  # noqa: E731
-                else:
-                    comb = builder.fadd
-                res = _fold(builder, tap(ir.Constant(_I64, 0)), n_k, fixed, tap, comb)
-                if kind == "sum":
-                    res = _scale(context, builder, res, mty, args[4], o, bty, oty, L)
-                _store(builder, res, op, builder.add(o_o, o), oal)
+                _taps_out(context, builder, kind, tap, n_k, fixed, mty, args[4], o, bty, oty, L, op, o_o, oal)
 
             _blocks(builder, n_o, L, block)
             return context.get_dummy_value()
@@ -230,13 +223,22 @@ def _wins(L, s, kind, fixed=0, adjacent=False):
     return wins
 
 
-def _scale(context, builder, res, mty, mval, o, bty, oty, L):
-    """A block of window sums times ``mul[o:o + L]``, rounded to out's type."""
-    mp = _data(context, builder, mty, mval)
-    me = context.get_data_type(mty.dtype)
-    mv = _load(builder, mp, o, ir.VectorType(me, L), context.get_abi_sizeof(me))
-    res = builder.fmul(res, _convert(builder, mv, mty.dtype, bty.dtype, L))
-    return _convert(builder, res, bty.dtype, oty.dtype, L)
+def _taps_out(context, builder, kind, tap, n_k, fixed, mty, mval, o, bty, oty, L, op, o_o, oal):
+    """Store ``out[oo + o:oo + o + L]``: the ``n_k`` taps ``tap(k)`` of a block
+    of windows combined ('max'), or added, times ``mul[o:o + L]`` and rounded
+    to out's type ('sum')."""
+    if kind == "max":
+        comb = lambda a, b: _vmax(builder, a, b, bty.dtype)  # noqa: E731
+    else:
+        comb = builder.fadd
+    res = _fold(builder, tap(ir.Constant(_I64, 0)), n_k, fixed, tap, comb)
+    if kind == "sum":
+        mp = _data(context, builder, mty, mval)
+        me = context.get_data_type(mty.dtype)
+        mv = _load(builder, mp, o, ir.VectorType(me, L), context.get_abi_sizeof(me))
+        res = builder.fmul(res, _convert(builder, mv, mty.dtype, bty.dtype, L))
+        res = _convert(builder, res, bty.dtype, oty.dtype, L)
+    _store(builder, res, op, builder.add(o_o, o), oal)
 
 
 def _flat_wins(L, kind, fixed=0):
@@ -260,10 +262,6 @@ def _flat_wins(L, kind, fixed=0):
             bal, oal, cal = (context.get_abi_sizeof(e) for e in (be, oe, ce))
             wv = _splat(builder, builder.trunc(w_, ce), L)
             zero = ir.Constant(vt, [0.0] * L) if kind == "sum" else None
-            if kind == "max":
-                comb = lambda a, b: _vmax(builder, a, b, bty.dtype)  # noqa: E731
-            else:
-                comb = builder.fadd
 
             def block(o):
                 start = builder.add(b_0, o)
@@ -276,10 +274,7 @@ def _flat_wins(L, kind, fixed=0):
                     c = builder.add(cv, _splat(builder, builder.trunc(builder.sub(k, p_l), ce), L))
                     return builder.select(builder.icmp_unsigned("<", c, wv), v, pad)
 
-                res = _fold(builder, tap(ir.Constant(_I64, 0)), n_k, fixed, tap, comb)
-                if kind == "sum":
-                    res = _scale(context, builder, res, mty, args[4], o, bty, oty, L)
-                _store(builder, res, op, builder.add(o_o, o), oal)
+                _taps_out(context, builder, kind, tap, n_k, fixed, mty, args[4], o, bty, oty, L, op, o_o, oal)
 
             _blocks(builder, n_o, L, block)
             return context.get_dummy_value()
