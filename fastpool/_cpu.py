@@ -1153,9 +1153,8 @@ def cl_sum_forward(x, out, pmode, p, fmode, rdiv, rat, area, apart, lo0, nt0, d0
         ch = np.int64(ch)
         acc = np.zeros(C, out.dtype)
         zero = acc[0]
-        r0 = ch * total // nch
-        b, od, oh = _row_of(r0, OD, OH)
-        for r in range(r0, (ch + 1) * total // nch):
+        r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
+        for r in range(r0, r1):
             if r > r0:
                 b, od, oh = _next_row(b, od, oh, OD, OH)
             # the window's first row and the next ones, flat: the whole-window
@@ -1242,9 +1241,8 @@ def cl_quad_sum_forward(x, out, rdiv, rat, lo0, apart):
         ch = np.int64(ch)
         acc = np.zeros(C, out.dtype)
         zero = acc[0]
-        r0 = ch * total // nch
-        b, od, oh = _row_of(r0, OD, OH)
-        for r in range(r0, (ch + 1) * total // nch):
+        r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
+        for r in range(r0, r1):
             if r > r0:
                 b, od, oh = _next_row(b, od, oh, OD, OH)
             y0 = (((b * D + lo0[od]) * H + 2 * oh) * W) * C
