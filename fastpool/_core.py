@@ -213,6 +213,26 @@ def cf_row_args(axes, quads=False) -> tuple:
             np.int64(s), np.int64(k))
 
 
+@geo.per_plan
+def cf_short_args(axes) -> tuple | None:
+    """W-axis geometry for the short rows (``_cpu.cf_short_*_forward``), or None
+    where they do not apply: stride 1 or 2, 1-3 adjacent taps, and the padded
+    row's windows within one vector (``_simd.SHORT_LANES`` cells); not where
+    ``quad_rows`` holds: the 2x2 rows measured 1.1-1.5x faster ((64, 512, 14,
+    14) k2 s2, same process).  ``(pl, s, K)``: W's left padding, stride and taps."""
+    from . import _simd
+
+    if quad_rows(axes):
+        return None
+    t = geo.padded3(axes)[2]
+    K, s, pl = t.kernel, t.stride, t.pads[0]
+    if s not in (1, 2) or not 1 <= K <= 3 or (K > 1 and t.step != 1):
+        return None
+    if s * (t.out - 1) + K > _simd.SHORT_LANES or pl >= _simd.SHORT_LANES:
+        return None
+    return np.int64(pl), np.int64(s), np.int64(K)
+
+
 # Short rows take the flat planes (``_cpu.cf_flat_*_forward``) up to this many
 # cells: (8, 256, 28, 28) k3 s1 average 2.5 -> 2.2 ms on two threads; at 56
 # cells the row kernels are faster (2.0 vs 2.3-2.6 ms, any group size).  A

@@ -804,6 +804,38 @@ def _flat_rows(rows, x, buf, i0, a, e, W, HW, segs, lo1, d1, d0, Q, pl):
 
 
 @_jit
+def cf_short_max_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, pl, s, K, lowest):
+    """Channels-first max of short rows (``_core.cf_short_args``), each output
+    row from one vector (``_simd.max_short``); geometry as ``cf_max_forward``'s."""
+    total = (out.size // (OD * OH * OW)) * OD * OH
+    nch = _chunks(total)
+    for ch in prange(nch):
+        ch = np.int64(ch)
+        r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
+        for r in range(r0, r1):
+            if r > r0:
+                b, od, oh = _next_row(b, od, oh, OD, OH)
+            _simd.max_short(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, pl,
+                            out, r * OW, lo0, OW, s, K, lowest)
+
+
+@_jit
+def cf_short_sum_forward(x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, pl, s, K, rdiv, rat):
+    """Channels-first window sums of short rows in float64, times the row's
+    multipliers ``rdiv[rat[od, oh]]`` (``_simd.sum_short``)."""
+    total = (out.size // (OD * OH * OW)) * OD * OH
+    nch = _chunks(total)
+    for ch in prange(nch):
+        ch = np.int64(ch)
+        r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
+        for r in range(r0, r1):
+            if r > r0:
+                b, od, oh = _next_row(b, od, oh, OD, OH)
+            _simd.sum_short(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, pl,
+                            out, r * OW, rdiv[rat[od, oh]], OW, s, K, 0.0)
+
+
+@_jit
 def cf_flat_max_forward(x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1, segs, col, pL, K, G, Lb, lowest):
     """Channels-first max of planes of short rows (see above); x, out flat as
     ``cf_max_forward``'s, ``segs`` rows ``(first output row, rows, input rows

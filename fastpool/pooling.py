@@ -21,7 +21,7 @@ import numpy as np
 from . import _cpu
 from . import _geometry as geo
 from ._core import (Canon, as_array, canon_grad, canonical, check_shape, check_rank, check_grad, check_indices, compute_dtype,
-                    covers, cf_ahead, cf_flat_args, cf_row_args, divisor, divisor_rows, flat4, flat_multipliers,
+                    covers, cf_ahead, cf_flat_args, cf_row_args, cf_short_args, divisor, divisor_rows, flat4, flat_multipliers,
                     float_backward_input, interior_args, kernel_input, public, quad_rows, read_only, tables)
 from ._spec import (AdaptiveSpec, adaptive_spec, is_int, norm_type_value, normalize_layout,
                     window_spec)
@@ -128,6 +128,9 @@ def _max(cn: Canon, axes, want_idx: bool, out=None):
             _cpu.pick(_cpu.wide_max_forward, xk, ok)(xk, ok, *wide, low)
             return _finish(cn, out5, axes, _out_dtype(cn, "max"), out)
     if not want_idx and cn.x5.shape[4] == 1 and cn.x5.size:
+        short = cf_short_args(axes)
+        if short is not None:
+            return _short_max(cn, axes, short, out)
         flat = cf_flat_args(axes)
         if flat is not None:
             return _flat_max(cn, axes, flat, out)
@@ -167,14 +170,24 @@ def _max(cn: Canon, axes, want_idx: bool, out=None):
     return out, idx5.reshape(out.shape)
 
 
-def _flat_max(cn: Canon, axes, flat, out=None):
-    # float16 as its bits, compared as halves (see ``_half_max``)
+def _bits_max(cn: Canon, axes, out):
+    """The output and the flat input, output and max identity a channels-first
+    max kernel takes: float16 as its bits, compared as halves (see ``_half_max``)."""
     out5 = _target(out, cn.canon_shape([t.out for t in axes]), cn.x5.dtype)
     if cn.x5.dtype == np.float16:
-        xk, ok, low = cn.x5.reshape(-1).view(np.uint16), out5.reshape(-1).view(np.uint16), _cpu._HALF_NEG_INF
-    else:
-        xk, ok, low = cn.x5.reshape(-1), out5.reshape(-1), _lowest(cn.x5.dtype)
+        return out5, cn.x5.reshape(-1).view(np.uint16), out5.reshape(-1).view(np.uint16), _cpu._HALF_NEG_INF
+    return out5, cn.x5.reshape(-1), out5.reshape(-1), _lowest(cn.x5.dtype)
+
+
+def _flat_max(cn: Canon, axes, flat, out=None):
+    out5, xk, ok, low = _bits_max(cn, axes, out)
     _cpu.pick(_cpu.cf_flat_max_forward, xk, ok)(xk, ok, *_cf_dims(cn.x5, out5)[:5], *_flat_dims(axes), *flat, low)
+    return _finish(cn, out5, axes, _out_dtype(cn, "max"), out)
+
+
+def _short_max(cn: Canon, axes, short, out=None):
+    out5, xk, ok, low = _bits_max(cn, axes, out)
+    _cpu.pick(_cpu.cf_short_max_forward, xk, ok)(xk, ok, *_cf_dims(cn.x5, out5), *tables(axes)[:6], *short, low)
     return _finish(cn, out5, axes, _out_dtype(cn, "max"), out)
 
 
@@ -336,6 +349,11 @@ def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes):
                                                   _cl_taps_apart(xin, axes), *tables(axes))
         return
     if xin.shape[4] == 1 and pmode == 0 and fmode == 0:
+        short = cf_short_args(axes)
+        if short is not None:
+            _cpu.pick(_cpu.cf_short_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
+                                                            *tables(axes)[:6], *short, rdiv, rat)
+            return
         flat = cf_flat_args(axes)
         mul = None if flat is None else flat_multipliers(axes, *dv)
         if mul is not None:
