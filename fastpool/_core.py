@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _cpu
 from . import _geometry as geo
+from . import _simd
 from . import _threading
 from ._spec import CHANNELS_FIRST
 from .errors import PoolingError, PoolingTypeError
@@ -220,8 +221,6 @@ def cf_short_args(axes) -> tuple | None:
     row's windows within one vector (``_simd.SHORT_LANES`` cells); not where
     ``quad_rows`` holds: the 2x2 rows measured 1.1-1.5x faster ((64, 512, 14,
     14) k2 s2, same process).  ``(pl, s, K)``: W's left padding, stride and taps."""
-    from . import _simd
-
     if quad_rows(axes):
         return None
     t = geo.padded3(axes)[2]

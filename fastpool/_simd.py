@@ -824,8 +824,7 @@ SHORT_LANES = 16
 
 
 def _short_pass(kind):
-    v = {(s, k): _short(kind, s, k, SHORT_LANES) for s in (1, 2) for k in (1, 2, 3)}
-    v11, v12, v13, v21, v22, v23 = (v[key] for key in sorted(v))
+    v11, v12, v13, v21, v22, v23 = (_short(kind, s, k, SHORT_LANES) for s in (1, 2) for k in (1, 2, 3))
     # 3-tap windows over 2 or 3 rows, the loop over rows unrolled: (64, 512,
     # 14, 14) k3 s2 p1 max 1.77 -> 1.66 ms on two threads (same process)
     f13_2, f13_3, f23_2, f23_3 = (_short(kind, s, 3, SHORT_LANES, r) for s in (1, 2) for r in (2, 3))

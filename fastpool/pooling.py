@@ -83,12 +83,11 @@ def _target(out, shape5, dt) -> np.ndarray:
 def _half_max(cn: Canon, axes, out=None):
     """float16 channels-first rows on the short vectors: pooled on the bits,
     without a float32 copy of the input."""
-    out5 = _target(out, cn.canon_shape([t.out for t in axes]), cn.x5.dtype)
+    out5, xk, ok, _ = _bits_max(cn, axes, out)
     lo0, nt0, d0, lo1, nt1, d1, _, _, d2 = tables(axes)
     _, pl, lb, s, k = cf_row_args(axes)
-    _cpu.pick(_cpu.cf_half_max_forward, cn.x5, out5)(
-        cn.x5.reshape(-1).view(np.uint16), out5.reshape(-1).view(np.uint16), *_cf_dims(cn.x5, out5),
-        lo0, nt0, d0, lo1, nt1, d1, d2, pl, lb, s, k, *cf_ahead(axes, cn.x5))
+    _cpu.pick(_cpu.cf_half_max_forward, xk, ok)(xk, ok, *_cf_dims(cn.x5, out5),
+                                                lo0, nt0, d0, lo1, nt1, d1, d2, pl, lb, s, k, *cf_ahead(axes, cn.x5))
     return _finish(cn, out5, axes, cn.dtype, out)
 
 
@@ -119,12 +118,7 @@ def _max(cn: Canon, axes, want_idx: bool, out=None):
     if not want_idx and cn.x5.size:
         wide = _wide_args(axes, cn.x5.shape[4], cn.x5.dtype.itemsize)
         if wide is not None:
-            osp = [t.out for t in axes]
-            out5 = _target(out, cn.canon_shape(osp), cn.x5.dtype)
-            if cn.x5.dtype == np.float16:
-                xk, ok, low = cn.x5.reshape(-1).view(np.uint16), out5.reshape(-1).view(np.uint16), _cpu._HALF_NEG_INF
-            else:
-                xk, ok, low = cn.x5.reshape(-1), out5.reshape(-1), _lowest(cn.x5.dtype)
+            out5, xk, ok, low = _bits_max(cn, axes, out)
             _cpu.pick(_cpu.wide_max_forward, xk, ok)(xk, ok, *wide, low)
             return _finish(cn, out5, axes, _out_dtype(cn, "max"), out)
     if not want_idx and cn.x5.shape[4] == 1 and cn.x5.size:
@@ -171,8 +165,8 @@ def _max(cn: Canon, axes, want_idx: bool, out=None):
 
 
 def _bits_max(cn: Canon, axes, out):
-    """The output and the flat input, output and max identity a channels-first
-    max kernel takes: float16 as its bits, compared as halves (see ``_half_max``)."""
+    """The output and the flat input, output and max identity the max kernels
+    on flat arrays take: float16 as its bits, compared as halves (see ``_half_max``)."""
     out5 = _target(out, cn.canon_shape([t.out for t in axes]), cn.x5.dtype)
     if cn.x5.dtype == np.float16:
         return out5, cn.x5.reshape(-1).view(np.uint16), out5.reshape(-1).view(np.uint16), _cpu._HALF_NEG_INF
