@@ -9,10 +9,12 @@ anew with the checks rather than loaded from a cache built without them.
 Numba does not check bounds inside ``prange`` loops of ``parallel=True`` kernels
 (measured with numba 0.68.1: an out-of-bounds write in a prange body passes
 silently under NUMBA_BOUNDSCHECK=1, the same write in a plain njit loop raises).
-So the subprocess runs every call through the kernels' serial twins
-(``FASTPOOL_SERIAL_BELOW`` above any size): the same loop bodies compiled
-without ``parallel``, where the checks apply; test_serial.py holds the twins
-bit-identical to the parallel kernels.  Canary kernels prove the checks are live.
+So the subprocess runs every call serially (``FASTPOOL_SERIAL_BELOW`` above any
+size): through the chunked kernels' bodies (``_cpu.Chunked``), which the
+parallel path runs too, one chunk at a time, and through the other kernels'
+serial twins, the same loop bodies compiled without ``parallel``; the checks
+apply there, and test_serial.py holds the serial runs bit-identical to the
+parallel ones.  Canary kernels prove the checks are live.
 
 The cases reach every kernel of fastpool/_cpu.py and fastpool/_cpu_family.py
 (asserted: each one's twin ran) through the public functions, on tiny and on
@@ -214,8 +216,12 @@ results = {}
 for name, f in cases().items():
     results[name] = f(fp, np.random.default_rng(zlib.crc32(name.encode())))
 kernels = sorted(k for mod in (_cpu, _cpu_family) for k, v in vars(mod).items()
-                 if hasattr(v, "py_func") and getattr(v, "targetoptions", {}).get("parallel"))
-twins_run = sorted(k.py_func.__name__ for k, t in _cpu._SERIAL.items() if t.signatures)
+                 if isinstance(v, _cpu.Chunked)
+                 or (hasattr(v, "py_func") and getattr(v, "targetoptions", {}).get("parallel")
+                     and v is not _cpu._run_chunks))
+# chunked kernels run their bodies serially here (every call is below SERIAL_BELOW)
+twins_run = sorted([k.py_func.__name__ for k, t in _cpu._SERIAL.items() if t.signatures]
+                   + [k for k, v in vars(_cpu).items() if isinstance(v, _cpu.Chunked) and v.body.signatures])
 with open(sys.argv[1], "wb") as fh:
     pickle.dump((canary, numba.config.BOUNDSCHECK, fp._cpu.SERIAL_BELOW, kernels, twins_run, results), fh)
 '''
