@@ -218,7 +218,7 @@ for name, f in cases().items():
 kernels = sorted(k for mod in (_cpu, _cpu_family) for k, v in vars(mod).items()
                  if isinstance(v, _cpu.Chunked)
                  or (hasattr(v, "py_func") and getattr(v, "targetoptions", {}).get("parallel")
-                     and v is not _cpu._run_chunks))
+                     and v is not _cpu._drive))
 # chunked kernels run their bodies serially here (every call is below SERIAL_BELOW)
 twins_run = sorted([k.py_func.__name__ for k, t in _cpu._SERIAL.items() if t.signatures]
                    + [k for k, v in vars(_cpu).items() if isinstance(v, _cpu.Chunked) and v.body.signatures])
