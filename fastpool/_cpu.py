@@ -332,9 +332,8 @@ def sep_max_forward(ch, nch, x, out, C, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2
     if ch >= nch:
         return
     buf = np.empty(WC, x.dtype)
-    r0 = ch * total // nch
-    b, od, oh = _row_of(r0, OD, OH)
-    for r in range(r0, (ch + 1) * total // nch):
+    r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
+    for r in range(r0, r1):
         if r > r0:
             b, od, oh = _next_row(b, od, oh, OD, OH)
         first = True
@@ -370,9 +369,8 @@ def sep_sum_forward(ch, nch, x, out, C, pmode, p, fmode, rdiv, rat, area,
     inv = 1.0 / p
     buf = np.empty(WC, np.float64)
     acc = np.empty(OWC, np.float64)
-    r0 = ch * total // nch
-    b, od, oh = _row_of(r0, OD, OH)
-    for r in range(r0, (ch + 1) * total // nch):
+    r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
+    for r in range(r0, r1):
         if r > r0:
             b, od, oh = _next_row(b, od, oh, OD, OH)
         _fill(buf, 0.0)
@@ -509,9 +507,8 @@ def sep_avg_backward(ch, nch, g, gx, C, rdiv, rat, p0, c0, p1, c1, lo2, nt2, d2,
         return
     buf = np.empty(OWC, np.float64)
     acc = np.empty(WC, np.float64)
-    r0 = ch * total // nch
-    b, z, y = _row_of(r0, D, H)
-    for r in range(r0, (ch + 1) * total // nch):
+    r0, r1, b, z, y = _row_task(ch, nch, total, D, H)
+    for r in range(r0, r1):
         if r > r0:
             b, z, y = _next_row(b, z, y, D, H)
         _fill(buf, 0.0)
@@ -1498,9 +1495,8 @@ def sep_argmax_forward(ch, nch, x, out, idx, lo0, nt0, d0, lo1, nt1, d1, lo2, nt
         return
     buf = np.empty(W, x.dtype)
     brow = np.empty(W, np.int64)
-    r0 = ch * total // nch
-    b, od, oh = _row_of(r0, OD, OH)
-    for r in range(r0, (ch + 1) * total // nch):
+    r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
+    for r in range(r0, r1):
         if r > r0:
             b, od, oh = _next_row(b, od, oh, OD, OH)
         _argmax_rows(x, b, od, oh, buf, brow, lo0, nt0, d0, lo1, nt1, d1)
