@@ -60,7 +60,17 @@ PAUSE_S = 0.05
 # runs at about one thread's speed.  That first call is recorded on its own
 # ("after_pause"); the medians come from the back-to-back calls that follow it
 # in the block, as a loop over batches sees them.
-ROUNDS = 5
+#
+# Blocks are short and many (ROUNDS rounds of every callable, each round in its
+# own order from a seeded generator) because this VM's speed changes in phases
+# of tenths of a second: global_avg (64, 2048, 7, 7) ran 0.45-0.6 ms in some
+# blocks and 1.6-2.1 ms in others, for fastpool, PyTorch and onnxruntime alike,
+# in the same rounds.  With 5 blocks of 9 calls a peer's median was whichever
+# phase its few blocks fell in (fastpool / PyTorch 1.11-1.85 in three runs);
+# the order changes so that no library always follows the same one (rotated,
+# fastpool always followed onnxruntime, whose workers spin for up to ~50 ms).
+ROUNDS = 12
+ORDER_SEED = 20261123
 # After the first call, each block runs unrecorded calls for SETTLE_S before the
 # recorded ones.  Traced per call on global_avg (64, 2048, 7, 7), 2 threads, 6
 # blocks each: right after a PyTorch block fastpool's calls 2-8 took 1.1 ms and
@@ -483,9 +493,10 @@ def _stats(samples):
 def measure(fns, *, min_reps=5, max_reps=25, budget_s=0.5, warmup=1, pause_s=PAUSE_S,
             rounds=ROUNDS, settle_s=SETTLE_S):
     """Time callables interleaved in blocks: after ``warmup`` calls each, up to
-    ``rounds`` rounds run every callable (order rotated each round) as a block: a
-    pause, one call timed as ``after_pause``, unrecorded calls until ``settle_s``
-    has passed since it (at least one when ``settle_s`` > 0), then back-to-back
+    ``rounds`` rounds run every callable as a block, each round in a new order
+    (seeded: ``ORDER_SEED``): a pause, one call timed as ``after_pause``,
+    unrecorded calls until ``settle_s`` has passed since it (at least one when
+    ``settle_s`` > 0), then back-to-back
     calls, the samples of the statistics, until each callable has its
     repetitions (``budget_s / warm-up time`` clipped to [min_reps, max_reps]).
     Results are kept alive past the clock so freeing them is not timed."""
@@ -501,10 +512,9 @@ def measure(fns, *, min_reps=5, max_reps=25, budget_s=0.5, warmup=1, pause_s=PAU
     samples = {n: [] for n in fns}
     first = {n: [] for n in fns}
     names = list(fns)
-    rnd = 0
+    order = np.random.default_rng(ORDER_SEED)
     while any(len(samples[n]) < target[n] for n in names):
-        k = rnd % len(names)
-        for n in names[k:] + names[:k]:
+        for n in [names[i] for i in order.permutation(len(names))]:
             want = min(block[n], target[n] - len(samples[n]))
             if want <= 0:
                 continue
@@ -527,7 +537,6 @@ def measure(fns, *, min_reps=5, max_reps=25, budget_s=0.5, warmup=1, pause_s=PAU
                 t1 = time.perf_counter()
                 del r
                 samples[n].append(t1 - t0)
-        rnd += 1
     return {n: dict(_stats(v), after_pause=_stats(first[n])) for n, v in samples.items()}
 
 
@@ -682,7 +691,30 @@ print(json.dumps({"import_s": t1 - t0, "first_call_s": t3 - t2, "total_s": (t1 -
 LATENCY_CALL = "import fastpool; fastpool.max_pool2d(x, 3, 2, 1), x float32 (1, 64, 56, 56)"
 
 
-def _latency_once(threads, cache_dir=None):
+# The same measure for Numba alone, the floor under any Numba library's first
+# call: importing numba and numpy, then calling one trivial function from Numba's
+# cache (its first cache load sets up Numba's typing and target contexts, which
+# import ~50 more modules).  Written to a file so that cache=True can store it.
+_FLOOR_SCRIPT = r"""
+import json, time
+t0 = time.perf_counter()
+import numba
+import numpy as np
+t1 = time.perf_counter()
+
+
+@numba.njit(cache=True)
+def first(x):
+    return x[0] + 1.0
+
+
+first(np.ones(3))
+t2 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "first_call_s": t2 - t1, "total_s": t2 - t0}))
+"""
+
+
+def _latency_once(threads, cache_dir=None, script=None):
     env = dict(os.environ)
     pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(fp.__file__)))
     env["PYTHONPATH"] = os.pathsep.join([pkg_root] + [p for p in [env.get("PYTHONPATH")] if p])
@@ -694,8 +726,8 @@ def _latency_once(threads, cache_dir=None):
     # fastpool's ~7000 lines are compiled from source in every process: 0.05-0.09 s.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", _LATENCY_SCRIPT], env=env, capture_output=True,
-                         text=True, timeout=600)
+    cmd = [sys.executable, script] if script else [sys.executable, "-c", _LATENCY_SCRIPT]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     wall = time.perf_counter() - t0
     if out.returncode:
         raise RuntimeError(f"latency subprocess failed: {out.stderr.strip()[-500:]}")
@@ -704,21 +736,31 @@ def _latency_once(threads, cache_dir=None):
     return res
 
 
-def first_call_latency(threads, *, cold=True, warm_reps=5):
+def first_call_latency(threads, *, cold=True, warm_reps=7):
     """Seconds from before ``import fastpool`` to the end of the first call, in a new
     process.  Warm: this environment's Numba cache, filled first by one unrecorded
     process (median of ``warm_reps`` processes after it).  Cold: an empty
     ``NUMBA_CACHE_DIR``, so every kernel the call needs is compiled.  Both let
-    Python write and read its bytecode cache, as an installed package has."""
+    Python write and read its bytecode cache, as an installed package has.
+    ``numba_floor``: ``_FLOOR_SCRIPT``'s warm time, alternated with the warm runs."""
     # A process, not a call here, fills the cache: Numba invalidates cache entries
     # whose source file changed since this process imported it.
     _latency_once(threads)
     res = {"call": LATENCY_CALL, "numba_cache_dir": os.environ.get("NUMBA_CACHE_DIR"),
            "python_bytecode_cache": True,
            "fastpool_numba_cache": os.environ.get("FASTPOOL_NUMBA_CACHE", "1")}
-    warm = [_latency_once(threads) for _ in range(warm_reps)]
-    med = sorted(warm, key=lambda r: r["total_s"])[len(warm) // 2]
-    res["warm"] = dict(med, runs_total_s=[r["total_s"] for r in warm])
+    with tempfile.TemporaryDirectory(prefix="fastpool-bench-floor-") as d:
+        script = os.path.join(d, "numba_floor.py")
+        with open(script, "w") as f:
+            f.write(_FLOOR_SCRIPT)
+        _latency_once(threads, script=script)  # fills its cache
+        warm, floor = [], []
+        for _ in range(warm_reps):  # alternated: this VM's speed drifts
+            warm.append(_latency_once(threads))
+            floor.append(_latency_once(threads, script=script))
+    for key, runs in (("warm", warm), ("numba_floor", floor)):
+        med = sorted(runs, key=lambda r: r["total_s"])[len(runs) // 2]
+        res[key] = dict(med, runs_total_s=[r["total_s"] for r in runs])
     if cold:
         with tempfile.TemporaryDirectory(prefix="fastpool-bench-cache-") as d:
             res["cold"] = _latency_once(threads, d)
@@ -822,7 +864,7 @@ def run(cases=None, *, full=False, threads=None, reps=None, budget_s=None, copy_
     mode = ("full" if full else "quick") if cases is None else "custom"
     cases = list(CASES if full else quick_cases()) if cases is None else list(cases)
     threads = threads or default_threads()
-    min_reps, max_reps = reps or ((7, 41) if full else (5, 21))
+    min_reps, max_reps = reps or ((12, 36) if full else (6, 24))
     budget_s = (1.5 if full else 0.4) if budget_s is None else budget_s
     do_latency = (latency == "auto") or bool(latency)
     cold = full if latency == "auto" else bool(latency)
@@ -834,7 +876,8 @@ def run(cases=None, *, full=False, threads=None, reps=None, budget_s=None, copy_
                load_average_start=_loadavg(), cases=[], settings=dict(
                    repetitions=[min_reps, max_reps], budget_s_per_peer=budget_s, warmup_calls=1,
                    pause_s=PAUSE_S, rounds=ROUNDS, settle_s=SETTLE_S,
-                   timing="interleaved blocks: pause, one call (after_pause), unrecorded calls for "
+                   timing="interleaved blocks, each round in a seeded random order: pause, one call "
+                          "(after_pause), unrecorded calls for "
                           "settle_s, then back-to-back calls (the medians)", input="standard normal, seed 0",
                    onnxruntime=dict(graph_optimization_level="ORT_ENABLE_EXTENDED", opset=ORT_OPSET,
                                     ir_version=ORT_IR_VERSION, intra_op_num_threads=threads,
@@ -951,7 +994,10 @@ def render_table(res, chart=None):
         + (f", {peers_v}" if peers_v else "") + f". Copy bandwidth measured in the same run: "
         f"{cb:.1f} GB/s (read + write). Load average at the start: {res.get('load_average_start')}.",
         "",
-        "Medians in ms of back-to-back calls, recorded after "
+        "Medians in ms of back-to-back calls in blocks of a few calls per library, "
+        f"{res['settings'].get('rounds', 5)} rounds of them, each round in a seeded random order "
+        "of the libraries (this VM's speed changes in phases, so every library samples them "
+        "alike), recorded after "
         f"{1e3 * res['settings'].get('settle_s', 0):.0f} ms of unrecorded calls in each block "
         "(the previous library's spinning threads and the wake-up from the pause stay out of "
         "them; fastpool's interquartile range in brackets); the "
@@ -1007,6 +1053,9 @@ def render_table(res, chart=None):
             f"{lat['warm']['total_s']:.2f} s with warm Numba and bytecode caches"
         if "cold" in lat:
             t += f", {lat['cold']['total_s']:.1f} s with an empty one (compiling)"
+        if "numba_floor" in lat:
+            t += (f"; the same for Numba alone (import numba and numpy, one trivial function "
+                  f"from Numba's cache), alternated with it: {lat['numba_floor']['total_s']:.2f} s")
         notes.append(t + ".")
     elif "error" in lat:
         notes.append(f"First-call latency not measured: {lat['error']}")
@@ -1118,7 +1167,7 @@ def _print_summary(res, out=sys.stdout):
             if p.get("check", "ok") != "ok" or "error" in p:
                 print(f"    {n}: {p.get('error') or p['check']}", file=out)
     lat = res.get("latency") or {}
-    for kind in ("warm", "cold"):
+    for kind in ("warm", "cold", "numba_floor"):
         if kind in lat:
             print(f"first call, {kind} cache: {lat[kind]['total_s']:.2f} s", file=out)
     for k, v in res.get("summary", {}).items():
