@@ -330,6 +330,21 @@ def _apart_windows(axes) -> bool:
     return len(axes) >= 2 and all(t.kernel == 2 and t.stride >= t.step + 1 for t in axes[-2:])
 
 
+# Windows with several taps on D, over fewer channels than this, take the
+# separable kernel: its passes run along whole rows (W*C values), where the
+# channels-last kernel's run over a few vectors of channels per tap and are
+# mostly loop overhead.  Measured (float32, 2 threads), separable / channels-last:
+# k3 s1 p1 on (8, 8, 56, 56, C): C=8 0.21, 32 0.43, 48 0.60, 64 0.73; k3 s2 p1
+# 0.29-0.76; k2 s2 0.35-1.06; at 96 channels 0.83-1.20 and at 128-256 0.87-1.13.
+# (With one tap on D the channels-last kernel's whole-window passes win: 2-D
+# k3 s1 p1 on (8, 56, 56, 256) 1.78x faster than the separable one.)
+_CL_DEEP_BELOW = 96
+
+
+def _deep_narrow(xin, axes) -> bool:
+    return len(axes) == 3 and int(axes[0].taps.max()) > 1 and xin.shape[4] < _CL_DEEP_BELOW
+
+
 def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes):
     rdiv, rat = divisor_rows(axes, *dv)
     # Lp sums of |x|^p overflow float32 (p >= 8 on float16-sized values): only the
@@ -338,7 +353,7 @@ def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes):
         _cpu.pick(_cpu.cl_quad_sum_forward, xin, out5)(xin, out5, rdiv, rat, tables(axes)[0],
                                                        _cl_taps_apart(xin, axes))
         return
-    if xin.shape[4] >= _CL_DIRECT_FROM and pmode == 0:
+    if xin.shape[4] >= _CL_DIRECT_FROM and pmode == 0 and not _deep_narrow(xin, axes):
         _cpu.pick(_cpu.cl_sum_forward, xin, out5)(xin, out5, pmode, float(p), fmode, rdiv, rat, float(area),
                                                   _cl_taps_apart(xin, axes), *tables(axes))
         return
