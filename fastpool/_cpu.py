@@ -30,6 +30,7 @@ from numba import types as nbtypes
 from numba._dispatcher import compute_fingerprint as _fingerprint
 from numba.core import cgutils
 from numba.extending import intrinsic
+from numba.np.ufunc.parallel import _launch_threads
 
 from . import _simd
 
@@ -165,6 +166,10 @@ class Chunked:
         _run_chunks(addr, _nch, args)
 
     def _address(self, args):
+        # _run_chunks loaded from Numba's cache does not start the thread pool
+        # that _drive's prange needs (compiling it does): a call before any
+        # other parallel code in the process crashed
+        _launch_threads()
         sig = (nbtypes.int64, nbtypes.int64) + tuple(typeof(a) for a in args)
         self.body.compile(sig)
         cres = self.body.overloads[sig]

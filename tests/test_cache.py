@@ -75,8 +75,8 @@ print(json.dumps({"import_s": t1 - t0, "first_call_s": t2 - t1, "total_s": t2 - 
 """
 
 
-def _env(extra_path=None):
-    env = dict(os.environ)
+def _env(extra_path=None, extra_env=None):
+    env = dict(os.environ, **(extra_env or {}))
     paths = [str(REPO)] + ([str(extra_path)] if extra_path else [])
     env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [env.get("PYTHONPATH")] if p])
     for var in ("FASTPOOL_NUMBA_CACHE", "NUMBA_DISABLE_JIT"):
@@ -84,8 +84,8 @@ def _env(extra_path=None):
     return env
 
 
-def _child(code, cwd, extra_path=None):
-    res = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=_env(extra_path),
+def _child(code, cwd, extra_path=None, env=None):
+    res = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=_env(extra_path, env),
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -133,3 +133,35 @@ def test_fresh_process_loads_cached_kernels(tmp_path):
         f"import fastpool + first call took {best:.2f} s in a fresh process "
         f"(limit {limit:.2f} s; a trivial cached Numba kernel takes {floor:.2f} s here)"
     )
+
+
+
+PUBLIC_CHILD = r"""
+import json
+import numpy as np
+import fastpool
+fastpool.global_avg_pool(np.ones((2, 64, 16, 16), np.float32))
+print(json.dumps({}))
+"""
+
+DIRECT_CHILD = r"""
+import json
+import numpy as np
+from fastpool import _cpu
+x = np.arange(64 * 49, dtype=np.float32).reshape(64, 49)  # writable: not the public call's signature
+out = np.empty(64, np.float32)
+_cpu.global_mean_cf(x, out, 49.0)  # no public call before it: no thread pool started
+print(json.dumps({"max_err": float(np.abs(out - x.astype(np.float64).mean(axis=1)).max())}))
+"""
+
+
+def test_chunked_kernel_from_cache_starts_the_thread_pool(tmp_path):
+    """A chunked kernel's driver for a signature first compiled in a process
+    that loaded the parallel loop (``_drive``) from the cache, then loaded from
+    the cache by a process that has started no thread pool, starts it: Numba
+    does not record that it must, and the call crashed."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    _child(PUBLIC_CHILD, tmp_path, env=env)  # caches _drive
+    for _ in range(2):  # compiles _run_chunks for x's signature, then loads it
+        res = _child(DIRECT_CHILD, tmp_path, env=env)
+        assert res["max_err"] < 1e-3
