@@ -98,6 +98,11 @@ def test_chunked_kernels_same_bits_for_any_chunk_count(monkeypatch, call, name, 
     args = seen[0]
     kernel.serial(*args)
     want = [args[i].copy() for i in outs]
+    for i in outs:
+        args[i].fill(7)
+    kernel.one_chunk(*args)  # the one-thread path of large inputs
+    for i, w in zip(outs, want):
+        np.testing.assert_array_equal(args[i], w, err_msg=f"{name}, one_chunk")
     addr = kernel._address(args)
     for nch in (1, 2, 3, 7, 64, 100_000):
         for i in outs:
