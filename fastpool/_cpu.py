@@ -1296,11 +1296,31 @@ def wide_max_forward(ch, nch, x, out, H, WC, OH, OWC, C, ph, pw, KH, KW, lowest)
 def cl_max_forward(ch, nch, x, out, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2):
     B, D, H, W, C = x.shape
     OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    xf, of = x.reshape(-1), out.reshape(-1)
     total = B * OD * OH
     n = total
     for r in range(ch * n // nch, (ch + 1) * n // nch):
         b, od, oh = _row_of(r, OD, OH)
+        # whole 3x3 windows: every tap in one pass over the channels, indexing
+        # x and out flat (as cl_sum_forward's), in the taps' row-major order
+        y0 = (((b * D + lo0[od]) * H + lo1[oh]) * W) * C
+        y1 = y0 + d1 * W * C
+        y2 = y1 + d1 * W * C
         for ow in range(OW):
+            if nt0[od] == 1 and nt1[oh] == 3 and nt2[ow] == 3:
+                a, e = lo2[ow] * C, d2 * C
+                q = (r * OW + ow) * C
+                for c in range(C):
+                    m = xf[_u(y0 + a + c)]
+                    m = _maxnan(m, xf[_u(y0 + a + e + c)])
+                    m = _maxnan(m, xf[_u(y0 + a + 2 * e + c)])
+                    m = _maxnan(m, xf[_u(y1 + a + c)])
+                    m = _maxnan(m, xf[_u(y1 + a + e + c)])
+                    m = _maxnan(m, xf[_u(y1 + a + 2 * e + c)])
+                    m = _maxnan(m, xf[_u(y2 + a + c)])
+                    m = _maxnan(m, xf[_u(y2 + a + e + c)])
+                    of[_u(q + c)] = _maxnan(m, xf[_u(y2 + a + 2 * e + c)])
+                continue
             o = out[b, od, oh, ow]
             _copy(o, x[b, lo0[od], lo1[oh], lo2[ow]])
             for i in range(nt0[od]):

@@ -63,6 +63,7 @@ CHUNKED_CALLS = [
     (_grad(lambda x: fp.max_pool2d(x, 3, stride=2, padding=1),
            lambda g, x: fp.max_pool2d_backward(g, x, 3, stride=2, padding=1)), "cf_argmax_backward", (2,)),
     (lambda x: fp.max_pool2d(x, 2, stride=1, layout="channels_last"), "cl_max_forward", (1,)),
+    (lambda x: fp.max_pool2d(x, 3, stride=2, padding=1, layout="channels_last"), "cl_max_forward", (1,)),
     (lambda x: fp.avg_pool2d(x, 3, stride=1, padding=1, layout="channels_last"), "cl_sum_forward", (1,)),
     (lambda x: fp.global_avg_pool(x), "global_mean_cf", (1,)),
     (_grad(lambda x: fp.lp_pool2d(x, 2, kernel_size=3, stride=2),
