@@ -14,16 +14,12 @@ depend on the thread count.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from numba import njit, prange
 
-from ._cpu import channel_block, channel_blocks
+from ._cpu import cached_jit, channel_block, channel_blocks
 
-_CACHE = os.environ.get("FASTPOOL_NUMBA_CACHE", "1") != "0"
-
-_jit = njit(parallel=True, cache=_CACHE, nogil=True, fastmath=False)
+_jit = cached_jit(parallel=True, nogil=True, fastmath=False)
 
 
 # ----------------------------------------------------------------------------- max unpooling

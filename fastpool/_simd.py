@@ -19,15 +19,12 @@ check each row's span first (tests/test_hardening_bounds.py).
 
 from __future__ import annotations
 
-import os
-
 from llvmlite import ir
 from numba import njit
 from numba.core import cgutils, config, types
 from numba.core.extending import intrinsic
 
 _CHECK = bool(config.BOUNDSCHECK)
-_CACHE = os.environ.get("FASTPOOL_NUMBA_CACHE", "1") != "0"
 _I64 = ir.IntType(64)
 _I32 = ir.IntType(32)
 

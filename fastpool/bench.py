@@ -691,10 +691,11 @@ print(json.dumps({"import_s": t1 - t0, "first_call_s": t3 - t2, "total_s": (t1 -
 LATENCY_CALL = "import fastpool; fastpool.max_pool2d(x, 3, 2, 1), x float32 (1, 64, 56, 56)"
 
 
-# The same measure for Numba alone, the floor under any Numba library's first
-# call: importing numba and numpy, then calling one trivial function from Numba's
-# cache (its first cache load sets up Numba's typing and target contexts, which
-# import ~50 more modules).  Written to a file so that cache=True can store it.
+# The same measure for Numba alone: importing numba and numpy, then calling one
+# trivial function from Numba's cache (its first cache load sets up Numba's
+# typing and target contexts, which import ~50 more modules; fastpool's kernels
+# load without that, see ``_cpu._LoadCache``).  Written to a file so that
+# cache=True can store it.
 _FLOOR_SCRIPT = r"""
 import json, time
 t0 = time.perf_counter()

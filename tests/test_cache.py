@@ -165,3 +165,79 @@ def test_chunked_kernel_from_cache_starts_the_thread_pool(tmp_path):
     for _ in range(2):  # compiles _run_chunks for x's signature, then loads it
         res = _child(DIRECT_CHILD, tmp_path, env=env)
         assert res["max_err"] < 1e-3
+
+
+LOADED_CHILD = r"""
+import json, sys
+import numpy as np
+import fastpool
+from numba.core.dispatcher import Dispatcher
+import gc
+
+rng = np.random.default_rng(11)
+small = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)      # serial bodies
+big = rng.standard_normal((2, 32, 40, 40)).astype(np.float32)     # chunked, thread pool
+vol = rng.standard_normal((2, 4, 6, 10, 10)).astype(np.float32)
+row = rng.standard_normal((2, 16, 300)).astype(np.float64)
+ints = rng.integers(-50, 50, (2, 16, 30, 30)).astype(np.int32)
+res = {"small": small, "big": big, "vol": vol, "row": row, "ints": ints}
+res["max_small"] = fastpool.max_pool2d(small, 3, 2, 1)
+res["max_big"], res["idx_big"] = fastpool.max_pool2d(big, 3, 2, 1, return_indices=True)
+res["avg_big"] = fastpool.avg_pool2d(big, 3, 1, 1)
+res["avg_nhwc"] = fastpool.avg_pool2d(np.ascontiguousarray(big.transpose(0, 2, 3, 1)), 3, 1, 1,
+                                      layout="channels_last")
+res["max_nhwc"] = fastpool.max_pool2d(np.ascontiguousarray(big.transpose(0, 2, 3, 1)), 2,
+                                      layout="channels_last")
+res["gout"] = np.ones_like(res["max_big"])
+res["max_bwd"] = fastpool.max_pool2d_backward(res["gout"], big, 3, 2, 1)
+res["avg_bwd"] = fastpool.avg_pool2d_backward(np.ones_like(res["avg_big"]), big, 3, 1, 1)
+res["avg3d"] = fastpool.avg_pool3d(vol, 3, 1, 1)
+res["max1d"] = fastpool.max_pool1d(row, 5, 2, 2)
+res["max_int"] = fastpool.max_pool2d(ints, 2)
+res["global"] = fastpool.global_avg_pool(big)
+np.savez(sys.argv[1], **res)
+hits = misses = 0
+for d in gc.get_objects():
+    if isinstance(d, Dispatcher) and d.py_func.__module__.startswith("fastpool"):
+        hits += sum(d.stats.cache_hits.values())
+        misses += sum(d.stats.cache_misses.values())
+# numba.np.linalg is imported by Numba's target-context refresh, which
+# compiling needs and loading does not; nothing these calls run imports it
+print(json.dumps({"hits": hits, "misses": misses, "refreshed": "numba.np.linalg" in sys.modules}))
+"""
+
+
+def test_loaded_kernels_skip_the_registries_and_match_the_reference(tmp_path):
+    """Kernels loaded from the cache run without Numba's typing and lowering
+    registries (``_cpu._LoadCache``), and give the reference's results: serial
+    and chunked bodies, the parallel driver, backward passes, 1-D to 3-D,
+    channels-last, float64 and integer input."""
+    import numpy as np
+
+    from reference import avg_pool, avg_pool_backward, max_pool, max_pool_backward
+
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    code = LOADED_CHILD.replace("sys.argv[1]", repr(str(tmp_path / "r.npz")))
+    first = _child(code, tmp_path, env=env)
+    assert first["misses"] > 0  # an empty cache: it compiled
+    second = _child(code, tmp_path, env=env)
+    assert second["misses"] == 0 and second["hits"] > 0, second
+    assert not second["refreshed"], "loading from the cache refreshed Numba's target context"
+
+    r = np.load(tmp_path / "r.npz")
+    big, small, vol, row, ints = r["big"], r["small"], r["vol"], r["row"], r["ints"]
+    nhwc = lambda a: a.transpose(0, 3, 1, 2)  # noqa: E731
+    np.testing.assert_array_equal(r["max_small"], max_pool(small, 2, 3, 2, 1)[0])
+    want, idx = max_pool(big, 2, 3, 2, 1)
+    np.testing.assert_array_equal(r["max_big"], want)
+    np.testing.assert_array_equal(r["idx_big"], idx)
+    np.testing.assert_allclose(r["avg_big"], avg_pool(big, 2, 3, 1, 1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(nhwc(r["avg_nhwc"]), avg_pool(big, 2, 3, 1, 1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(nhwc(r["max_nhwc"]), max_pool(big, 2, 2)[0])
+    np.testing.assert_allclose(r["max_bwd"], max_pool_backward(r["gout"], big, 2, 3, 2, 1), rtol=1e-6)
+    np.testing.assert_allclose(r["avg_bwd"], avg_pool_backward(np.ones_like(r["avg_big"]), big, 2, 3, 1, 1),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(r["avg3d"], avg_pool(vol, 3, 3, 1, 1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(r["max1d"], max_pool(row, 1, 5, 2, 2)[0])
+    np.testing.assert_array_equal(r["max_int"], max_pool(ints, 2, 2)[0])
+    np.testing.assert_allclose(r["global"][..., 0, 0], big.astype(np.float64).mean(axis=(2, 3)), rtol=1e-6)
