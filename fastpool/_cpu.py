@@ -408,6 +408,16 @@ def sep_max_forward(ch, nch, x, out, C, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2
         _hmax_row(buf, out[b, od, oh], C, OW, lo2, nt2, d2, ia, ib, ibase, istep, K)
 
 
+# Windows with several taps on D: each output row's window reads nt0 * nt1
+# input rows, and neighbouring output rows of a plane share most of them.  So
+# the taps' planes are added once per input row (at least ``_DEEP_ROWS`` rows
+# at a time, as one long row: no loop over rows), into a buffer in float64,
+# and each output row adds its window's rows from there as a 2-D window
+# would.  The sum's order (each row over the planes, then the rows) is fixed
+# by the geometry, not by where a chunk starts.
+_DEEP_ROWS = 24
+
+
 @Chunked
 def sep_sum_forward(ch, nch, x, out, C, pmode, p, fmode, rdiv, rat, area,
                     lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2, ia, ib, ibase, istep, K):
@@ -426,25 +436,57 @@ def sep_sum_forward(ch, nch, x, out, C, pmode, p, fmode, rdiv, rat, area,
     inv = 1.0 / p
     buf = np.empty(WC, np.float64)
     acc = np.empty(OWC, np.float64)
+    # plain sums add whole rows in _simd's vectors: with one tap on D, from x;
+    # with several and windows that overlap on H, through a buffer of rows
+    # added over the depth taps (see _DEEP_ROWS), refilled from the row a
+    # window starts at when it does not hold the window's rows.  (Without the
+    # overlap the buffer is one more pass for nothing: (8, 8, 56, 56, 32) k2 s2
+    # 1.46 -> 2.16 ms.)
+    xf = x.reshape(-1)
+    vec = pmode == 0 and WC >= 4
+    deep = overlap = False
+    span = 1
+    if vec:
+        for i in range(OD):
+            deep |= nt0[i] > 1
+        for i in range(OH):
+            span = max(span, (nt1[i] - 1) * d1 + 1)
+            if i > 0:
+                overlap |= lo1[i] < lo1[i - 1] + (nt1[i - 1] - 1) * d1 + 1
+    vec &= overlap or not deep
+    deep &= vec
+    G = max(span, _DEEP_ROWS) if deep else 0
+    dbuf = np.empty(G * WC, np.float64)
+    gb, god, ya, ye = -1, -1, 0, 0
     r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
     for r in range(r0, r1):
         if r > r0:
             b, od, oh = _next_row(b, od, oh, OD, OH)
-        _fill(buf, 0.0)
-        for i in range(nt0[od]):
-            z = lo0[od] + i * d0
-            for j in range(nt1[oh]):
-                y = lo1[oh] + j * d1
-                row = x[b, z, y]
-                if pmode == 0:
-                    for w in range(WC):
-                        buf[w] += row[w]
-                elif pmode == 1:
-                    for w in range(WC):
-                        buf[w] += _lp_term(np.float64(row[w]), p, False)
-                else:
-                    for w in range(WC):
-                        buf[w] += _lp_term(np.float64(row[w]), p, True)
+        if deep:
+            y0 = lo1[oh]
+            if gb != b or god != od or y0 < ya or y0 + (nt1[oh] - 1) * d1 + 1 > ye:
+                gb, god, ya, ye = b, od, y0, min(H, y0 + G)
+                _simd.sum_plane_rows(xf, ((b * D + lo0[od]) * H + ya) * WC, d0 * H * WC, nt0[od], (ye - ya) * WC,
+                                     dbuf, 0)
+            _simd.sum_plane_rows(dbuf, (y0 - ya) * WC, d1 * WC, nt1[oh], WC, buf, 0)
+        elif vec:
+            _simd.sum_plane_rows(xf, ((b * D + lo0[od]) * H + lo1[oh]) * WC, d1 * WC, nt1[oh], WC, buf, 0)
+        else:
+            _fill(buf, 0.0)
+            for i in range(nt0[od]):
+                z = lo0[od] + i * d0
+                for j in range(nt1[oh]):
+                    y = lo1[oh] + j * d1
+                    row = x[b, z, y]
+                    if pmode == 0:
+                        for w in range(WC):
+                            buf[w] += row[w]
+                    elif pmode == 1:
+                        for w in range(WC):
+                            buf[w] += _lp_term(np.float64(row[w]), p, False)
+                    else:
+                        for w in range(WC):
+                            buf[w] += _lp_term(np.float64(row[w]), p, True)
         for ow in range(ia, ib):
             s0 = (ibase + ow * istep) * C
             for c in range(C):
@@ -850,6 +892,43 @@ def _cf_avg_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt
             _simd.sum_wins(buf, 0, out, (r0 + p) * OW, rdiv[rat[aod, aoh]], OW, s, K, d2)
 
 
+@cached_jit(nogil=True)
+def _cf_avg_deep(x, out, buf, Lb, dbuf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s,
+                 K, rdiv, rat):
+    # see _DEEP_ROWS: groups of output rows of one (b, od) plane, each adding its
+    # input rows over the depth taps into dbuf once
+    G = dbuf.size // W
+    r = r0
+    while r < r1:
+        # a group: output rows of one (b, od) plane whose input rows span at most G
+        ya = lo1[oh]
+        ye = ya + (nt1[oh] - 1) * d1 + 1
+        n = 1
+        while r + n < r1 and oh + n < OH:
+            a = min(ya, lo1[oh + n])
+            e = max(ye, lo1[oh + n] + (nt1[oh + n] - 1) * d1 + 1)
+            if e - a > G:
+                break
+            ya, ye = a, e
+            n += 1
+        _simd.sum_plane_rows(x, ((b * D + lo0[od]) * H + ya) * W, d0 * H * W, nt0[od], (ye - ya) * W, dbuf, 0)
+        # row p's W pass after row p + 1's rows pass, from the other half (see
+        # _cf_max_vec); one call site each (compiling them twice cost more)
+        for p in range(n + 1):
+            if p < n:
+                _simd.sum_plane_rows(dbuf, (lo1[oh + p] - ya) * W, d1 * W, nt1[oh + p], W, buf, pl + (p % 2) * Lb)
+            if p > 0:
+                _simd.sum_wins(buf, ((p - 1) % 2) * Lb, out, (r + p - 1) * OW, rdiv[rat[od, oh + p - 1]], OW, s, K, d2)
+        r += n
+        oh += n
+        if oh == OH:
+            oh = 0
+            od += 1
+            if od == OD:
+                od = 0
+                b += 1
+
+
 @Chunked
 def cf_max_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2,
                    uniform, pl, Lb, s, K, lowest, ahead, an):
@@ -934,8 +1013,19 @@ def cf_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1,
                 b, od, oh = _next_row(b, od, oh, OD, OH)
             _simd.avg_quads(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, W, out, r * OW, rdiv[rat[od, oh]], OW)
     elif uniform == 2 and pmode == 0 and fmode == 0:
-        _cf_avg_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s, K,
-                    rdiv, rat)
+        deep = False
+        for i in range(OD):
+            deep |= nt0[i] > 1
+        if deep:
+            span = 1
+            for i in range(OH):
+                span = max(span, (nt1[i] - 1) * d1 + 1)
+            dbuf = np.empty(max(span, _DEEP_ROWS) * W, np.float64)
+            _cf_avg_deep(x, out, buf, Lb, dbuf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2,
+                         pl, s, K, rdiv, rat)
+        else:
+            _cf_avg_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s,
+                        K, rdiv, rat)
     else:
         for r in range(r0, r1):
             if r > r0:

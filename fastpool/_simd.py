@@ -745,6 +745,29 @@ def _row_pass(kind):
     return rows
 
 
+def _plane_row_pass(kind):
+    # rows of one plane only: _row_pass's variants for several planes would
+    # be compiled in at every call site for nothing
+    r16_1, r16_2, r16_3 = _rows(16, kind, 1), _rows(16, kind, 2), _rows(16, kind, 3)
+    r8, r4 = _rows(8, kind), _rows(4, kind)
+
+    @njit(inline="always")
+    def rows(x, o0, rs, R, W, buf, pl):
+        _check_rows(x, o0, rs, R, 0, 1, W, buf, pl)
+        if W >= 16 and R == 3:
+            r16_3(x, o0, rs, R, 0, 1, W, buf, pl)
+        elif W >= 16 and R == 2:
+            r16_2(x, o0, rs, R, 0, 1, W, buf, pl)
+        elif W >= 16 and R == 1:
+            r16_1(x, o0, rs, R, 0, 1, W, buf, pl)
+        elif W < 8:
+            r4(x, o0, rs, R, 0, 1, W, buf, pl)
+        else:
+            r8(x, o0, rs, R, 0, 1, W, buf, pl)
+
+    return rows
+
+
 def _win_pass(kind):
     w8s1, w8s1_2, w8s1_3 = _wins(8, 1, kind), _wins(8, 1, kind, 2), _wins(8, 1, kind, 3)
     a8s1_2, a8s1_3 = _wins(8, 1, kind, 2, True), _wins(8, 1, kind, 3, True)
@@ -792,6 +815,8 @@ def _win_pass(kind):
 # arrays as float16 bits (Numba has no CPU float16 type; uint16 is no pooling
 # dtype): it compares them as halves and moves the bits, so NaN payloads survive.
 max_rows, sum_rows = _row_pass("max"), _row_pass("sum")
+# ``sum_plane_rows(x, o0, rs, R, W, buf, pl)``: ``sum_rows`` with one plane.
+sum_plane_rows = _plane_row_pass("sum")
 max_wins, sum_wins = _win_pass("max"), _win_pass("sum")
 
 
