@@ -330,19 +330,36 @@ def _apart_windows(axes) -> bool:
     return len(axes) >= 2 and all(t.kernel == 2 and t.stride >= t.step + 1 for t in axes[-2:])
 
 
-# Windows with several taps on D, over fewer channels than this, take the
-# separable kernel: its passes run along whole rows (W*C values), where the
-# channels-last kernel's run over a few vectors of channels per tap and are
-# mostly loop overhead.  Measured (float32, 2 threads), separable / channels-last:
-# k3 s1 p1 on (8, 8, 56, 56, C): C=8 0.21, 32 0.43, 48 0.60, 64 0.73; k3 s2 p1
-# 0.29-0.76; k2 s2 0.35-1.06; at 96 channels 0.83-1.20 and at 128-256 0.87-1.13.
+# Windows with several taps on D take the separable kernel over fewer
+# channels than this, and at any channel count when they overlap on H: its
+# passes run along whole rows (W*C values) and then add each input row's
+# depth taps once (``_cpu._DEEP_ROWS``), where the channels-last kernel's run
+# over a few vectors of channels per tap, every tap of every window.
+# Measured (float32, 2 threads, one process, paired), separable /
+# channels-last on (N, 8, 56, 56, C): k3 s1 p1 0.55 at C=96, 0.56-0.58 at
+# 128-256, 0.73 at 512; k3 s2 p1 0.53-0.70 at 96-256.  Without the overlap
+# (k2 s2) the separable kernel's rows are read once and the channels-last
+# kernel wins from 96 channels: 1.26 at 96, 0.89 at 256, 1.11 at 512.  Below
+# 96 the separable kernel won either way even before its rows were vectorised
+# (k2 s2 0.35-1.06, k3 0.21-0.76).
 # (With one tap on D the channels-last kernel's whole-window passes win: 2-D
 # k3 s1 p1 on (8, 56, 56, 256) 1.78x faster than the separable one.)
 _CL_DEEP_BELOW = 96
 
 
+@geo.per_plan
+def _deep_rows(axes) -> tuple:
+    """(several taps on D, windows overlapping on H) of a 3-D plan."""
+    if len(axes) != 3 or int(axes[0].taps.max()) < 2:
+        return False, False
+    t = axes[1]
+    ends = t.lo + (t.taps - 1) * t.step + 1
+    return True, bool(np.any(t.lo[1:] < ends[:-1]))
+
+
 def _deep_narrow(xin, axes) -> bool:
-    return len(axes) == 3 and int(axes[0].taps.max()) > 1 and xin.shape[4] < _CL_DEEP_BELOW
+    deep, overlap = _deep_rows(axes)
+    return deep and (overlap or xin.shape[4] < _CL_DEEP_BELOW)
 
 
 def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes):

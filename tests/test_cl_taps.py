@@ -99,13 +99,16 @@ def test_which_inputs_take_tap_passes(monkeypatch, case):
     dict(c=8, k=3, s=1, p=1, kernel="sep_sum_forward"),
     dict(c=32, k=2, s=2, p=0, kernel="sep_sum_forward"),
     dict(c=pooling._CL_DEEP_BELOW - 1, k=3, s=2, p=1, kernel="sep_sum_forward"),
-    dict(c=pooling._CL_DEEP_BELOW, k=3, s=1, p=1, kernel="cl_sum_forward"),
+    dict(c=pooling._CL_DEEP_BELOW, k=2, s=2, p=0, kernel="cl_sum_forward"),
+    dict(c=pooling._CL_DEEP_BELOW, k=3, s=1, p=1, kernel="sep_sum_forward"),  # overlap on H
+    dict(c=300, k=(2, 3, 2), s=(2, 2, 2), p=(0, 1, 0), kernel="sep_sum_forward"),
+    dict(c=300, k=(2, 2, 3), s=(2, 2, 1), p=(0, 0, 1), kernel="cl_sum_forward"),  # overlap on W only
     dict(c=32, k=(1, 3, 3), s=1, p=(0, 1, 1), kernel="cl_sum_forward"),  # one tap on D
-], ids=["c8", "c32-k2", "below", "at", "one-d-tap"])
+], ids=["c8", "c32-k2", "below", "at-k2", "at-k3", "wide-overlap", "wide-w-overlap", "one-d-tap"])
 def test_deep_windows_over_few_channels_take_the_separable_kernel(monkeypatch, case):
-    """3-D channels-last averages with several taps on D and fewer than
-    ``_CL_DEEP_BELOW`` channels run the separable kernel (float64 sums); either
-    kernel matches the reference."""
+    """3-D channels-last averages with several taps on D run the separable
+    kernel (float64 sums) below ``_CL_DEEP_BELOW`` channels, and at any count
+    when their windows overlap on H; either kernel matches the reference."""
     x = _data(np.random.default_rng(case["c"]), (2, 5, 6, 7, case["c"]), np.float32)
     seen = kernel_args(monkeypatch, ("sep_sum_forward", "cl_sum_forward"), 0, lambda a: a.ndim)
     got = fp.avg_pool3d(x, case["k"], case["s"], case["p"], layout="channels_last")
