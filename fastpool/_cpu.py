@@ -920,13 +920,7 @@ def _cf_avg_deep(x, out, buf, Lb, dbuf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, 
             if p > 0:
                 _simd.sum_wins(buf, ((p - 1) % 2) * Lb, out, (r + p - 1) * OW, rdiv[rat[od, oh + p - 1]], OW, s, K, d2)
         r += n
-        oh += n
-        if oh == OH:
-            oh = 0
-            od += 1
-            if od == OD:
-                od = 0
-                b += 1
+        b, od, oh = _next_row(b, od, oh + n - 1, OD, OH)  # the group's last row is in this plane
 
 
 @Chunked
