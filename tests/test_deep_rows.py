@@ -38,7 +38,7 @@ def _pool(x, layout, **kw):
 def test_deep_windows_match_the_reference(kw, W, layout):
     # H = 61: a plane's rows take several groups of at most _DEEP_ROWS input rows
     x = np.random.default_rng(3).standard_normal((2, 3, 6, 61, W)).astype(np.float32)
-    want = avg_pool(x, 3, **{k: v for k, v in kw.items()})
+    want = avg_pool(x, 3, **kw)
     np.testing.assert_allclose(_pool(x, layout, **kw), want, rtol=2e-6, atol=1e-6)
     np.testing.assert_allclose(_pool(x.astype(np.float64), layout, **kw), want, rtol=1e-13, atol=1e-14)
 
