@@ -329,6 +329,7 @@ def _cf_ahead(axes, itemsize: int) -> tuple:
     return np.int64(max(AHEAD_BYTES // itemsize, n)), np.int64(n)
 
 
+@geo.per_plan
 def quad_rows(axes) -> bool:
     """Whether every window is a whole 2x2 block at stride 2 on H and W with none
     on D: ``cf_max_forward`` and ``cf_sum_forward`` (plain averages) then read
