@@ -953,7 +953,9 @@ def cf_max_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1,
         for r in range(r0, r1):
             if r > r0:
                 b, od, oh = _next_row(b, od, oh, OD, OH)
-            _simd.max_quads(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, W, out, r * OW, OW)
+            o0 = ((b * D + lo0[od]) * H + lo1[oh]) * W
+            _ask_ahead(x, o0, ahead, an)
+            _simd.max_quads(x, o0, W, out, r * OW, OW)
     elif uniform == 2:
         _cf_max_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s, K,
                     ahead, an)
@@ -995,7 +997,7 @@ def cf_half_max_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1,
 
 @Chunked
 def cf_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2,
-                   uniform, pl, Lb, s, K, pmode, p, fmode, rdiv, rat, area):
+                   uniform, pl, Lb, s, K, pmode, p, fmode, rdiv, rat, area, ahead, an):
     """Channels-first window sums in float64, finalised as ``sep_sum_forward``'s
     ``pmode`` / ``fmode`` say; geometry arguments as ``cf_max_forward``'s."""
     total = (out.size // (OD * OH * OW)) * OD * OH
@@ -1013,7 +1015,9 @@ def cf_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1,
         for r in range(r0, r1):
             if r > r0:
                 b, od, oh = _next_row(b, od, oh, OD, OH)
-            _simd.avg_quads(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, W, out, r * OW, rdiv[rat[od, oh]], OW)
+            o0 = ((b * D + lo0[od]) * H + lo1[oh]) * W
+            _ask_ahead(x, o0, ahead, an)
+            _simd.avg_quads(x, o0, W, out, r * OW, rdiv[rat[od, oh]], OW)
     elif uniform == 2 and pmode == 0 and fmode == 0:
         deep, span = _deep_span(nt0, nt1, d1)
         if deep:

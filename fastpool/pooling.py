@@ -389,7 +389,7 @@ def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes):
     if xin.shape[4] == 1:
         _cpu.pick(_cpu.cf_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
                                                   *tables(axes), *cf_row_args(axes, pmode == 0 and fmode == 0),
-                                                  pmode, float(p), fmode, rdiv, rat, float(area))
+                                                  pmode, float(p), fmode, rdiv, rat, float(area), *cf_ahead(axes, xin))
         return
     _cpu.pick(_cpu.sep_sum_forward, xin, out5)(flat4(xin), flat4(out5), np.int64(xin.shape[4]), pmode, float(p), fmode,
                          rdiv, rat, float(area), *tables(axes), *interior_args(axes))

@@ -1,7 +1,7 @@
-"""The channels-first max rows that ask for their input ahead
+"""The channels-first max rows and 2x2 quads that ask for their input ahead
 (``_core.cf_ahead``, ``_cpu._ask_ahead``): the same values as the NumPy
 reference when the hint is on (forced on small inputs here: it is meant for
-inputs past the last cache), and the hint's reach."""
+inputs about the last cache's size and larger), and the hint's reach."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from fastpool import _geometry as geo
 from fastpool._spec import window_spec
 
 from probes import kernel_args, sprinkled
-from reference import max_pool
+from reference import avg_pool, max_pool
 
 CASES = [
     # nd, input shape, kernel, stride, padding
@@ -23,7 +23,13 @@ CASES = [
     (2, (1, 3, 33, 17), (2, 3), (2, 1), (1, 0)),   # 15 windows: past the short rows
     (3, (1, 2, 7, 12, 18), 3, 2, 1),
     (1, (2, 3, 97), 3, 2, 1),
+    (2, (2, 3, 16, 40), 2, 2, 0),   # whole 2x2 windows: the quads
 ]
+
+
+def _force_on(monkeypatch):
+    monkeypatch.setattr(_core, "AHEAD_FROM", 0)
+    monkeypatch.setattr(_core, "AHEAD_ROW_BYTES", 0)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int8])
@@ -31,12 +37,24 @@ CASES = [
 def test_rows_asked_ahead_match_reference(monkeypatch, case, dtype):
     nd, shape, k, s, p = case
     x = sprinkled(np.random.default_rng(len(shape) + shape[-1]), shape, dtype, 30, ((np.nan, 3), (-np.inf, 2)))
-    monkeypatch.setattr(_core, "AHEAD_FROM", 0)
+    _force_on(monkeypatch)
     names = ("cf_max_forward", "cf_half_max_forward")
     asked = kernel_args(monkeypatch, names, 23 if dtype != np.float16 else 19)
     got = getattr(fp, f"max_pool{nd}d")(x, k, s, p)
     assert asked and all(a > 0 for a in asked)
     np.testing.assert_array_equal(got, max_pool(x, nd, k, s, p)[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("shape", [(2, 3, 16, 40), (1, 2, 6, 10)], ids=str)
+def test_quad_averages_asked_ahead_match_reference(monkeypatch, shape, dtype):
+    x = np.random.default_rng(shape[-1]).standard_normal(shape).astype(dtype)
+    _force_on(monkeypatch)
+    asked = kernel_args(monkeypatch, ("cf_sum_forward",), 28)
+    got = fp.avg_pool2d(x, 2, 2)
+    assert asked and all(a > 0 for a in asked)
+    want = avg_pool(x, 2, 2, 2)
+    np.testing.assert_allclose(got, want.astype(dtype), rtol={np.float16: 1e-3}.get(dtype, 1e-6))
 
 
 def test_reach():
@@ -51,3 +69,7 @@ def test_reach():
     assert ahead == _core.AHEAD_BYTES // 4
     wide = geo.plan(window_spec(2, 3, 2, 1, 1, False, "channels_first"), (9, 4096))
     assert _core.cf_ahead(wide, big) == (2 * 4096, 2 * 4096)
+    # rows shorter than AHEAD_ROW_BYTES do not ask, however large the input
+    cells = (_core.AHEAD_ROW_BYTES - 1) // 4
+    short = geo.plan(window_spec(2, 3, 2, 1, 1, False, "channels_first"), (112, cells))
+    assert _core.cf_ahead(short, big) == (0, 0)
