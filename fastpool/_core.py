@@ -301,38 +301,49 @@ def _last_cache_bytes(default=32 << 20) -> int:
     return best or default
 
 
-# The channels-first max rows and 2x2 quads ask for their input ahead
-# (``_cpu._ask_ahead``) on inputs from three quarters of the last cache on, whose
-# rows of input and output mostly come from memory, with rows of at least
-# AHEAD_ROW_BYTES.  Measured on a 32 MB-cache AMD Zen 5, two threads, on/off:
-# k2 s2 and k3 s2 max and k2 s2 averages on 25.7-103 MB inputs with 28-224 cell
-# rows 0.33-0.91 (max k2 s2 (32, 64, 112, 112) 6.95 -> 4.04 ms); inputs of
-# 6.4-12.8 MB 1.04-1.21, and 14-cell rows 1.04-1.30, where the prefetch
-# instructions cost more than the hardware prefetchers leave to gain.  The
-# averages' row passes (k3 s1) gained nothing or lost (1.34 on 224-cell rows)
-# and do not ask.  An earlier Zen machine measured stride-1 and k3 s2 max on
-# 25.7 MB 1.05-1.15x slower with it (then from 1.5 times the cache on).
+# The channels-first max rows, the 2x2 quads (max and average), the short rows
+# and the flat planes ask for their input ahead (``_cpu._ask_ahead``) on inputs
+# from three quarters of the last cache on, whose rows of input and output
+# mostly come from memory.  Measured on a 32 MB-cache AMD Zen 5, two threads,
+# on/off: k2 s2 and k3 s2 max and k2 s2 averages on 25.7-103 MB inputs with
+# 28-224 cell rows 0.33-0.91 (max k2 s2 (32, 64, 112, 112) 6.95 -> 4.04 ms);
+# short rows and flat planes of (64, 512, 14, 14) and (256, 512, 14, 14), k3
+# s2 p1 0.31-0.43, k3 s1 p1 0.54-0.68 (max k3 s2 p1 (64, 512, 14, 14) 2.17 ->
+# 0.93 ms); inputs of 6.4-12.8 MB 1.04-1.21, where the prefetch instructions
+# cost more than the hardware prefetchers leave to gain, as did 2x2 quads of
+# 14-cell rows (1.04-1.30; rows under AHEAD_ROW_BYTES).  The averages' long row
+# passes (k3 s1) gained nothing or lost (1.34 on 224-cell rows) and do not ask.
+# An earlier Zen machine measured stride-1 and k3 s2 max on 25.7 MB 1.05-1.15x
+# slower with it (then from 1.5 times the cache on).
 AHEAD_FROM = _last_cache_bytes() * 3 // 4
 AHEAD_ROW_BYTES = 100
 AHEAD_BYTES = 16 << 10
 
 
 def cf_ahead(axes, x: np.ndarray) -> tuple:
-    """``(ahead, n)`` for the channels-first max rows and quads: after a row
-    pass they ask for the ``n`` cells ``ahead`` cells on, about the rows one
-    output row newly reads, ``AHEAD_BYTES`` ahead.  The kernels compute between
-    their reads, and the hardware prefetchers, which follow the reads, fall
-    behind.  ``(0, 0)`` (none) below ``AHEAD_FROM`` or for rows shorter than
-    ``AHEAD_ROW_BYTES``."""
+    """``(ahead, n)`` for the channels-first kernels that ask ahead (see
+    above): after a row pass they ask for the ``n`` cells ``ahead`` cells on,
+    about the rows one output row newly reads, ``AHEAD_BYTES`` ahead (the flat
+    planes ask for their group's rows).  The kernels compute between their
+    reads, and the hardware prefetchers, which follow the reads, fall behind.
+    ``(0, 0)`` (none) below ``AHEAD_FROM``, and for 2x2 quads of rows shorter
+    than ``AHEAD_ROW_BYTES``."""
     if x.nbytes < AHEAD_FROM:
         return np.int64(0), np.int64(0)
     return _cf_ahead(axes, x.itemsize)
 
 
+def stream_ahead(x: np.ndarray):
+    """How far ahead (cells, 0: not at all) a kernel that reads ``x`` once
+    front to back asks for it (``_cpu._ask_ahead``): ``AHEAD_BYTES`` from
+    ``AHEAD_FROM`` on, as ``cf_ahead``."""
+    return np.int64(0 if x.nbytes < AHEAD_FROM else AHEAD_BYTES // x.itemsize)
+
+
 @geo.per_plan
 def _cf_ahead(axes, itemsize: int) -> tuple:
     _, t1, t2 = geo.padded3(axes)
-    if t2.n * itemsize < AHEAD_ROW_BYTES:
+    if quad_rows(axes) and t2.n * itemsize < AHEAD_ROW_BYTES:
         return np.int64(0), np.int64(0)
     n = -(-t1.n // t1.out) * t2.n
     return np.int64(max(AHEAD_BYTES // itemsize, n)), np.int64(n)

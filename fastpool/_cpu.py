@@ -1090,7 +1090,8 @@ def _flat_rows(rows, x, buf, i0, a, e, W, HW, segs, lo1, d1, d0, Q, pl):
 
 
 @Chunked
-def cf_short_max_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, pl, s, K, lowest):
+def cf_short_max_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, pl, s, K, lowest, ahead,
+                         an):
     """Channels-first max of short rows (``_core.cf_short_args``), each output
     row from one vector (``_simd.max_short``); geometry as ``cf_max_forward``'s."""
     total = (out.size // (OD * OH * OW)) * OD * OH
@@ -1101,12 +1102,14 @@ def cf_short_max_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1
     for r in range(r0, r1):
         if r > r0:
             b, od, oh = _next_row(b, od, oh, OD, OH)
-        _simd.max_short(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, pl,
-                        out, r * OW, lo0, OW, s, K, lowest)
+        o0 = ((b * D + lo0[od]) * H + lo1[oh]) * W
+        _ask_ahead(x, o0 + (nt0[od] - 1) * d0 * H * W, ahead, an)
+        _simd.max_short(x, o0, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, pl, out, r * OW, lo0, OW, s, K, lowest)
 
 
 @Chunked
-def cf_short_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, pl, s, K, rdiv, rat):
+def cf_short_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, pl, s, K, rdiv, rat, ahead,
+                         an):
     """Channels-first window sums of short rows in float64, times the row's
     multipliers ``rdiv[rat[od, oh]]`` (``_simd.sum_short``)."""
     total = (out.size // (OD * OH * OW)) * OD * OH
@@ -1117,12 +1120,15 @@ def cf_short_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1
     for r in range(r0, r1):
         if r > r0:
             b, od, oh = _next_row(b, od, oh, OD, OH)
-        _simd.sum_short(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, pl,
-                        out, r * OW, rdiv[rat[od, oh]], OW, s, K, 0.0)
+        o0 = ((b * D + lo0[od]) * H + lo1[oh]) * W
+        _ask_ahead(x, o0 + (nt0[od] - 1) * d0 * H * W, ahead, an)
+        _simd.sum_short(x, o0, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, pl, out, r * OW, rdiv[rat[od, oh]], OW, s, K,
+                        0.0)
 
 
 @Chunked
-def cf_flat_max_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1, segs, col, pL, K, G, Lb, lowest):
+def cf_flat_max_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1, segs, col, pL, K, G, Lb, lowest,
+                        ahead):
     """Channels-first max of planes of short rows (see above); x, out flat as
     ``cf_max_forward``'s, ``segs`` rows ``(first output row, rows, input rows
     each)``, ``col[i] = i % W``, ``G`` output rows a group, ``Lb`` cells of
@@ -1139,12 +1145,13 @@ def cf_flat_max_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1,
         i0 = (b * D + lo0[od]) * H * W
         for a in range(0, OH, G):
             e = min(a + G, OH)
+            _ask_ahead(x, i0 + (nt0[od] - 1) * d0 * H * W + a * W, ahead, (e - a) * W)
             _flat_rows(_simd.max_rows, x, buf, i0, a, e, W, H * W, segs, lo1, d1, d0, nt0[od], pL)
             _simd.max_flat_wins(buf, 0, out, q * S + a * W, buf, (e - a) * W, K, col, W, pL)
 
 
 @Chunked
-def cf_flat_sum_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1, segs, col, pL, K, G, Lb, mul):
+def cf_flat_sum_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1, segs, col, pL, K, G, Lb, mul, ahead):
     """Channels-first averages of planes of short rows, as
     ``cf_flat_max_forward``; ``mul`` rows ``1 / divisor`` of a plane's outputs,
     one per output depth or a single one for all."""
@@ -1161,6 +1168,7 @@ def cf_flat_sum_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1,
         mrow = mul[od if mul.shape[0] > 1 else 0]
         for a in range(0, OH, G):
             e = min(a + G, OH)
+            _ask_ahead(x, i0 + (nt0[od] - 1) * d0 * H * W + a * W, ahead, (e - a) * W)
             _flat_rows(_simd.sum_rows, x, buf, i0, a, e, W, H * W, segs, lo1, d1, d0, nt0[od], pL)
             _simd.sum_flat_wins(buf, 0, out, q * S + a * W, mrow[a * W:], (e - a) * W, K, col, W, pL)
 
@@ -1195,7 +1203,7 @@ def global_max_cf(ch, nch, x, out):
 
 
 @Chunked
-def global_mean_cf(ch, nch, x, out, divisor):
+def global_mean_cf(ch, nch, x, out, divisor, ahead):
     """``out[b] = sum(x[b]) / divisor`` per plane in ``_simd.plane_sum``'s order
     (no fastmath: the order is the one written there, whatever the thread
     count), eight planes a step through ``_simd.plane_sums8`` (the same sums;
@@ -1206,6 +1214,7 @@ def global_mean_cf(ch, nch, x, out, divisor):
     for t in range(ch * n // nch, (ch + 1) * n // nch):
         b0 = t * 8
         if b0 + 8 <= B:
+            _ask_ahead(xf, b0 * S, ahead, 8 * S)
             _simd.plane_sums8(xf, b0 * S, S, out, b0, divisor)
         else:
             for b in range(b0, B):

@@ -22,7 +22,7 @@ from . import _cpu
 from . import _geometry as geo
 from ._core import (Canon, as_array, canon_grad, canonical, check_shape, check_rank, check_grad, check_indices, compute_dtype,
                     covers, cf_ahead, cf_flat_args, cf_row_args, cf_short_args, divisor, divisor_rows, flat4, flat_multipliers,
-                    float_backward_input, interior_args, kernel_input, public, quad_rows, read_only, tables)
+                    float_backward_input, interior_args, kernel_input, public, quad_rows, read_only, stream_ahead, tables)
 from ._spec import (AdaptiveSpec, adaptive_spec, is_int, norm_type_value, normalize_layout,
                     window_spec)
 from .errors import PoolingError, PoolingTypeError
@@ -175,13 +175,15 @@ def _bits_max(cn: Canon, axes, out):
 
 def _flat_max(cn: Canon, axes, flat, out=None):
     out5, xk, ok, low = _bits_max(cn, axes, out)
-    _cpu.pick(_cpu.cf_flat_max_forward, xk, ok)(xk, ok, *_cf_dims(cn.x5, out5)[:5], *_flat_dims(axes), *flat, low)
+    _cpu.pick(_cpu.cf_flat_max_forward, xk, ok)(xk, ok, *_cf_dims(cn.x5, out5)[:5], *_flat_dims(axes), *flat, low,
+                                                cf_ahead(axes, cn.x5)[0])
     return _finish(cn, out5, axes, _out_dtype(cn, "max"), out)
 
 
 def _short_max(cn: Canon, axes, short, out=None):
     out5, xk, ok, low = _bits_max(cn, axes, out)
-    _cpu.pick(_cpu.cf_short_max_forward, xk, ok)(xk, ok, *_cf_dims(cn.x5, out5), *tables(axes)[:6], *short, low)
+    _cpu.pick(_cpu.cf_short_max_forward, xk, ok)(xk, ok, *_cf_dims(cn.x5, out5), *tables(axes)[:6], *short, low,
+                                                 *cf_ahead(axes, cn.x5))
     return _finish(cn, out5, axes, _out_dtype(cn, "max"), out)
 
 
@@ -378,13 +380,14 @@ def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes):
         short = cf_short_args(axes)
         if short is not None:
             _cpu.pick(_cpu.cf_short_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
-                                                            *tables(axes)[:6], *short, rdiv, rat)
+                                                            *tables(axes)[:6], *short, rdiv, rat, *cf_ahead(axes, xin))
             return
         flat = cf_flat_args(axes)
         mul = None if flat is None else flat_multipliers(axes, *dv)
         if mul is not None:
             _cpu.pick(_cpu.cf_flat_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1),
-                                                           *_cf_dims(xin, out5)[:5], *_flat_dims(axes), *flat, mul)
+                                                           *_cf_dims(xin, out5)[:5], *_flat_dims(axes), *flat, mul,
+                                                           cf_ahead(axes, xin)[0])
             return
     if xin.shape[4] == 1:
         _cpu.pick(_cpu.cf_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
@@ -744,7 +747,7 @@ def global_avg_pool(x, *, keepdims=True, layout="channels_first", out=None):
         res = _avg(cn, axes, _VALID, o5)
     else:
         r = _target(o5, (planes.shape[0],), compute_dtype(_out_dtype(cn, "avg")))
-        _cpu.pick(_cpu.global_mean_cf, planes, r)(planes, r, float(planes.shape[1]))
+        _cpu.pick(_cpu.global_mean_cf, planes, r)(planes, r, float(planes.shape[1]), stream_ahead(planes))
         res = _finish(cn, r, axes, _out_dtype(cn, "avg"), o5)
     return out if out is not None else _squeeze(cn, res, keepdims)
 

@@ -45,6 +45,36 @@ def test_rows_asked_ahead_match_reference(monkeypatch, case, dtype):
     np.testing.assert_array_equal(got, max_pool(x, nd, k, s, p)[0])
 
 
+# where each kernel takes ``ahead``
+_AHEAD_AT = {"cf_short_max_forward": 18, "cf_short_sum_forward": 19, "cf_flat_max_forward": 19,
+             "cf_flat_sum_forward": 19}
+
+
+@pytest.mark.parametrize("op, dtype", [("max", np.float32), ("max", np.float16), ("max", np.int32),
+                                       ("avg", np.float32), ("avg", np.float16)], ids=str)
+@pytest.mark.parametrize("case", [
+    # nd, input shape, kernel, stride, padding, kernel asked
+    (2, (2, 3, 14, 14), 3, 2, 1, "short"),
+    (2, (1, 2, 9, 7), (2, 3), (1, 2), (1, 1), "short"),
+    (3, (1, 2, 5, 6, 9), 3, (1, 2, 2), 1, "short"),
+    (2, (2, 3, 14, 24), 3, 1, 1, "flat"),
+    (3, (1, 2, 5, 6, 20), 3, 1, 1, "flat"),
+], ids=str)
+def test_short_rows_and_flat_planes_asked_ahead_match_reference(monkeypatch, case, op, dtype):
+    nd, shape, k, s, p, kind = case
+    rng = np.random.default_rng(sum(shape))
+    x = (rng.integers(-500, 500, shape) if dtype == np.int32 else rng.standard_normal(shape)).astype(dtype)
+    _force_on(monkeypatch)
+    names = (f"cf_{kind}_max_forward", f"cf_{kind}_sum_forward")
+    asked = kernel_args(monkeypatch, names, _AHEAD_AT)
+    got = getattr(fp, f"{op}_pool{nd}d")(x, k, s, p)
+    assert asked and all(a > 0 for a in asked)
+    if op == "max":
+        np.testing.assert_array_equal(got, max_pool(x, nd, k, s, p)[0])
+    else:
+        np.testing.assert_allclose(got, avg_pool(x, nd, k, s, p).astype(dtype), rtol={np.float16: 1e-3}.get(dtype, 1e-6))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
 @pytest.mark.parametrize("shape", [(2, 3, 16, 40), (1, 2, 6, 10)], ids=str)
 def test_quad_averages_asked_ahead_match_reference(monkeypatch, shape, dtype):
@@ -69,7 +99,10 @@ def test_reach():
     assert ahead == _core.AHEAD_BYTES // 4
     wide = geo.plan(window_spec(2, 3, 2, 1, 1, False, "channels_first"), (9, 4096))
     assert _core.cf_ahead(wide, big) == (2 * 4096, 2 * 4096)
-    # rows shorter than AHEAD_ROW_BYTES do not ask, however large the input
+    # 2x2 quads of rows shorter than AHEAD_ROW_BYTES do not ask, however large
+    # the input; other windows on the same rows do
     cells = (_core.AHEAD_ROW_BYTES - 1) // 4
+    quads = geo.plan(window_spec(2, 2, 2, 0, 1, False, "channels_first"), (112, cells))
+    assert _core.quad_rows(quads) and _core.cf_ahead(quads, big) == (0, 0)
     short = geo.plan(window_spec(2, 3, 2, 1, 1, False, "channels_first"), (112, cells))
-    assert _core.cf_ahead(short, big) == (0, 0)
+    assert _core.cf_ahead(short, big) == (4096, 2 * cells)

@@ -150,7 +150,7 @@ import numpy as np
 from fastpool import _cpu
 x = np.arange(64 * 49, dtype=np.float32).reshape(64, 49)  # writable: not the public call's signature
 out = np.empty(64, np.float32)
-_cpu.global_mean_cf(x, out, 49.0)  # no public call before it: no thread pool started
+_cpu.global_mean_cf(x, out, 49.0, np.int64(0))  # no public call before it: no thread pool started
 print(json.dumps({"max_err": float(np.abs(out - x.astype(np.float64).mean(axis=1)).max())}))
 """
 
