@@ -314,7 +314,10 @@ def _last_cache_bytes(default=32 << 20) -> int:
 # 14-cell rows (1.04-1.30; rows under AHEAD_ROW_BYTES).  The averages' long row
 # passes (k3 s1) gained nothing or lost (1.34 on 224-cell rows) and do not ask.
 # An earlier Zen machine measured stride-1 and k3 s2 max on 25.7 MB 1.05-1.15x
-# slower with it (then from 1.5 times the cache on).
+# slower with it (then from 1.5 times the cache on).  Channels-last: the 3x3
+# max rows 0.72-0.84 on (8, 56, 56, 256) and (64, 14, 14, 512) k3 s2 p1 (1.0
+# on (32, 112, 112, 64)), and the 2x2 quads, which ask a pixel at a time,
+# 0.58-0.83; the channels-last average rows gained nothing and do not ask.
 AHEAD_FROM = _last_cache_bytes() * 3 // 4
 AHEAD_ROW_BYTES = 100
 AHEAD_BYTES = 16 << 10
@@ -331,6 +334,16 @@ def cf_ahead(axes, x: np.ndarray) -> tuple:
     if x.nbytes < AHEAD_FROM:
         return np.int64(0), np.int64(0)
     return _cf_ahead(axes, x.itemsize)
+
+
+def cl_ahead(axes, x: np.ndarray) -> tuple:
+    """``cf_ahead`` for the channels-last kernels, whose rows are ``W*C``
+    cells of ``x`` (5-D, canonical)."""
+    if x.nbytes < AHEAD_FROM:
+        return np.int64(0), np.int64(0)
+    _, t1, _ = geo.padded3(axes)
+    n = -(-t1.n // t1.out) * x.shape[3] * x.shape[4]
+    return np.int64(max(AHEAD_BYTES // x.itemsize, n)), np.int64(n)
 
 
 def stream_ahead(x: np.ndarray):

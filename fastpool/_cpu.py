@@ -1423,7 +1423,7 @@ def wide_max_forward(ch, nch, x, out, H, WC, OH, OWC, C, ph, pw, KH, KW, lowest)
 
 
 @Chunked
-def cl_max_forward(ch, nch, x, out, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2):
+def cl_max_forward(ch, nch, x, out, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2, ahead, an):
     B, D, H, W, C = x.shape
     OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
     xf, of = x.reshape(-1), out.reshape(-1)
@@ -1434,6 +1434,7 @@ def cl_max_forward(ch, nch, x, out, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2):
         # whole 3x3 windows: every tap in one pass over the channels, indexing
         # x and out flat (as cl_sum_forward's), in the taps' row-major order
         y0 = (((b * D + lo0[od]) * H + lo1[oh]) * W) * C
+        _ask_ahead(xf, y0 + (nt0[od] - 1) * d0 * H * W * C, ahead, an)
         y1 = y0 + d1 * W * C
         y2 = y1 + d1 * W * C
         for ow in range(OW):
@@ -1575,7 +1576,7 @@ def cl_sum_forward(ch, nch, x, out, pmode, p, fmode, rdiv, rat, area, apart, lo0
 
 
 @Chunked
-def cl_quad_sum_forward(ch, nch, x, out, rdiv, rat, lo0, apart):
+def cl_quad_sum_forward(ch, nch, x, out, rdiv, rat, lo0, apart, ahead, an):
     """Channels-last averages of whole 2x2 stride-2 windows (``_core.quad_rows``):
     ``cl_sum_forward``'s 2x2 passes, the same additions in the same order, in a
     loop of their own.  Inside the general kernel the same passes measured
@@ -1598,8 +1599,43 @@ def cl_quad_sum_forward(ch, nch, x, out, rdiv, rat, lo0, apart):
         drow = rdiv[rat[od, oh]]
         for ow in range(OW):
             a = 2 * ow * C
+            # a pixel's cells ``ahead`` on, a pixel at a time: asked a whole
+            # row at once they measured 1.05-1.22x slower than not at all
+            # ((8, 56, 56, 256)); this way 0.60-0.83x on 25.7-103 MB inputs
+            _ask_ahead(xf, y0 + a, ahead, 2 * C)
+            _ask_ahead(xf, y1 + a, ahead, 2 * C)
             q = (r * OW + ow) * C
             _cl_pair_taps(xf, of, y0, y1, a, C, q, C, drow[ow], zero, acc, apart)
+
+
+@Chunked
+def cl_quad_max_forward(ch, nch, x, out, lo0, ahead, an):
+    """Channels-last max of whole 2x2 stride-2 windows (``_core.quad_rows``):
+    each output pixel's four C-vectors in one pass over the channels, in the
+    taps' row-major order; ``cl_max_forward`` reads them one tap a pass."""
+    B, D, H, W, C = x.shape
+    OD, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    xf, of = x.reshape(-1), out.reshape(-1)
+    total = B * OD * OH
+    nch = _chunks(total, nch)
+    if ch >= nch:
+        return
+    r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
+    for r in range(r0, r1):
+        if r > r0:
+            b, od, oh = _next_row(b, od, oh, OD, OH)
+        y0 = (((b * D + lo0[od]) * H + 2 * oh) * W) * C
+        y1 = y0 + W * C
+        for ow in range(OW):
+            a = 2 * ow * C
+            # a pixel's cells ``ahead`` on (see cl_quad_sum_forward)
+            _ask_ahead(xf, y0 + a, ahead, 2 * C)
+            _ask_ahead(xf, y1 + a, ahead, 2 * C)
+            q = (r * OW + ow) * C
+            for c in range(C):
+                m = _maxnan(xf[_u(y0 + a + c)], xf[_u(y0 + a + C + c)])
+                m = _maxnan(m, xf[_u(y1 + a + c)])
+                of[_u(q + c)] = _maxnan(m, xf[_u(y1 + a + C + c)])
 
 
 # ----------------------------------------------------------------------------- max with indices

@@ -22,7 +22,7 @@ from . import _cpu
 from . import _geometry as geo
 from ._core import (Canon, as_array, canon_grad, canonical, check_shape, check_rank, check_grad, check_indices, compute_dtype,
                     covers, cf_ahead, cf_flat_args, cf_row_args, cf_short_args, divisor, divisor_rows, flat4, flat_multipliers,
-                    float_backward_input, interior_args, kernel_input, public, quad_rows, read_only, stream_ahead, tables)
+                    float_backward_input, interior_args, kernel_input, public, quad_rows, read_only, stream_ahead, tables, cl_ahead)
 from ._spec import (AdaptiveSpec, adaptive_spec, is_int, norm_type_value, normalize_layout,
                     window_spec)
 from .errors import PoolingError, PoolingTypeError
@@ -141,8 +141,10 @@ def _max(cn: Canon, axes, want_idx: bool, out=None):
             _cpu.pick(_cpu.vh_max_forward, xin, out5)(xin.reshape(b, t1.n, -1), out5.reshape(b, t1.out, -1), np.int64(c),
                                 t1.lo, t1.taps, np.int64(t1.taps.max()),
                                 t2.lo, t2.taps, np.int64(t2.taps.max()))
+        elif out5.size and xin.shape[4] >= _CL_DIRECT_FROM and quad_rows(axes):
+            _cpu.pick(_cpu.cl_quad_max_forward, xin, out5)(xin, out5, tables(axes)[0], *cl_ahead(axes, xin))
         elif out5.size and xin.shape[4] >= _CL_DIRECT_FROM and _window_cells(axes) <= _CL_DIRECT_CELLS:
-            _cpu.pick(_cpu.cl_max_forward, xin, out5)(xin, out5, *tables(axes))
+            _cpu.pick(_cpu.cl_max_forward, xin, out5)(xin, out5, *tables(axes), *cl_ahead(axes, xin))
         elif out5.size and xin.shape[4] == 1:
             _cpu.pick(_cpu.cf_max_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
                                                       *tables(axes), *cf_row_args(axes, True),
@@ -370,7 +372,7 @@ def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes):
     # plain sums take the channels-last kernel, which accumulates in the output's dtype
     if xin.shape[4] >= _CL_DIRECT_FROM and pmode == 0 and fmode == 0 and quad_rows(axes):
         _cpu.pick(_cpu.cl_quad_sum_forward, xin, out5)(xin, out5, rdiv, rat, tables(axes)[0],
-                                                       _cl_taps_apart(xin, axes))
+                                                       _cl_taps_apart(xin, axes), *cl_ahead(axes, xin))
         return
     if xin.shape[4] >= _CL_DIRECT_FROM and pmode == 0 and not _deep_narrow(xin, axes):
         _cpu.pick(_cpu.cl_sum_forward, xin, out5)(xin, out5, pmode, float(p), fmode, rdiv, rat, float(area),

@@ -14,7 +14,7 @@ from fastpool import _geometry as geo
 from fastpool._spec import window_spec
 
 from probes import kernel_args, sprinkled
-from reference import avg_pool, max_pool
+from reference import avg_pool, global_avg_pool, max_pool
 
 CASES = [
     # nd, input shape, kernel, stride, padding
@@ -106,3 +106,25 @@ def test_reach():
     assert _core.quad_rows(quads) and _core.cf_ahead(quads, big) == (0, 0)
     short = geo.plan(window_spec(2, 3, 2, 1, 1, False, "channels_first"), (112, cells))
     assert _core.cf_ahead(short, big) == (4096, 2 * cells)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int32])
+def test_channels_last_rows_asked_ahead_match_reference(monkeypatch, dtype):
+    rng = np.random.default_rng(7)
+    x = sprinkled(rng, (2, 9, 11, 16), dtype, 30, ((np.nan, 3), (-np.inf, 2)))
+    _force_on(monkeypatch)
+    asked = kernel_args(monkeypatch, ("cl_max_forward",), 11)
+    got = fp.max_pool2d(x, 3, 2, 1, layout="channels_last")
+    assert asked and all(a > 0 for a in asked)
+    want = np.moveaxis(max_pool(np.moveaxis(x, -1, 1), 2, 3, 2, 1)[0], 1, -1)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_average_asked_ahead_matches_reference(monkeypatch, dtype):
+    x = np.random.default_rng(8).standard_normal((3, 17, 7, 7)).astype(dtype)
+    _force_on(monkeypatch)
+    asked = kernel_args(monkeypatch, ("global_mean_cf",), 3)
+    got = fp.global_avg_pool(x)
+    assert asked == [_core.AHEAD_BYTES // x.itemsize]
+    np.testing.assert_allclose(got, global_avg_pool(x), rtol=1e-6)

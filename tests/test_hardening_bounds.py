@@ -79,6 +79,7 @@ def cases():
         c[f"avg cf short 3d {tag}"] = lambda fp, r, s=cf: fp.avg_pool3d(_x(r, s[:2] + (3,) + s[2:3] + (9,)), (2, 3, 3), 1, (0, 1, 1))
         c[f"max cf short half {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s[:3] + (13,)).astype(np.float16), 3, 2, 1, ceil_mode=True)
         c[f"avg cl quads {tag}"] = lambda fp, r, s=cl: fp.avg_pool2d(_x(r, s[:1] + (6, 10) + s[3:]), 2, layout="NHWC")
+        c[f"max cl quads {tag}"] = lambda fp, r, s=cl: fp.max_pool2d(_x(r, s[:1] + (6, 10) + s[3:]), 2, layout="NHWC")
         c[f"avg cf vector rows 3d {tag}"] = lambda fp, r, s=cf: fp.avg_pool3d(_x(r, s[:2] + (3,) + s[2:3] + (21,)), 3, (1, 1, 2), 1)
         c[f"max van Herk cl {tag}"] = lambda fp, r, s=cl: fp.max_pool2d(_x(r, s), (1, 9), (1, 2), (0, 4), layout="NHWC")
         c[f"max sep cl few channels {tag}"] = lambda fp, r, s=cl[:3] + (3,): fp.max_pool2d(_x(r, s), 3, 2, 1, ceil_mode=True, layout="NHWC")
