@@ -902,7 +902,7 @@ def _cf_avg_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt
 
 @cached_jit(nogil=True)
 def _cf_avg_deep(x, out, buf, Lb, dbuf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s,
-                 K, rdiv, rat):
+                 K, rdiv, rat, ahead):
     # see _DEEP_ROWS: groups of output rows of one (b, od) plane, each adding its
     # input rows over the depth taps into dbuf once
     G = dbuf.size // W
@@ -919,7 +919,13 @@ def _cf_avg_deep(x, out, buf, Lb, dbuf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, 
                 break
             ya, ye = a, e
             n += 1
-        _simd.sum_plane_rows(x, ((b * D + lo0[od]) * H + ya) * W, d0 * H * W, nt0[od], (ye - ya) * W, dbuf, 0)
+        o0 = ((b * D + lo0[od]) * H + ya) * W
+        # ahead > 0: the same rows a depth plane past the last tap, which the
+        # next output depth reads new (stride 1 on D)
+        na = o0 + nt0[od] * d0 * H * W
+        if ahead > 0 and na + (ye - ya) * W <= x.size:
+            _simd.prefetch(x, na, (ye - ya) * W)
+        _simd.sum_plane_rows(x, o0, d0 * H * W, nt0[od], (ye - ya) * W, dbuf, 0)
         # row p's W pass after row p + 1's rows pass, from the other half (see
         # _cf_max_vec); one call site each (compiling them twice cost more)
         for p in range(n + 1):
@@ -1023,7 +1029,7 @@ def cf_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1,
         if deep:
             dbuf = np.empty(max(span, _DEEP_ROWS) * W, np.float64)
             _cf_avg_deep(x, out, buf, Lb, dbuf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2,
-                         pl, s, K, rdiv, rat)
+                         pl, s, K, rdiv, rat, ahead)
         else:
             _cf_avg_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s,
                         K, rdiv, rat)

@@ -128,3 +128,15 @@ def test_global_average_asked_ahead_matches_reference(monkeypatch, dtype):
     got = fp.global_avg_pool(x)
     assert asked == [_core.AHEAD_BYTES // x.itemsize]
     np.testing.assert_allclose(got, global_avg_pool(x), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kw", [dict(kernel_size=3, stride=1, padding=1),
+                                dict(kernel_size=(2, 3, 3), stride=(1, 2, 1), padding=(0, 1, 1))], ids=str)
+def test_deep_rows_asked_ahead_match_reference(monkeypatch, kw):
+    # rows past the flat planes' 32 cells with several taps on D: _cpu._cf_avg_deep
+    x = np.random.default_rng(9).standard_normal((2, 3, 6, 9, 41)).astype(np.float32)
+    _force_on(monkeypatch)
+    asked = kernel_args(monkeypatch, ("cf_sum_forward",), 28)
+    got = fp.avg_pool3d(x, **kw)
+    assert asked and all(a > 0 for a in asked)
+    np.testing.assert_allclose(got, avg_pool(x, 3, **kw).astype(np.float32), rtol=1e-6)
