@@ -441,8 +441,40 @@ def scatter_indices(cn: Canon, g5, idx, gx5, osp) -> None:
                            f"(flat positions in one input plane), got {first}")
 
 
+@geo.per_plan
+def _adjoint_box(axes, mode: str, override=None):
+    """The average's adjoint as a forward pooling of grad_output, where one
+    holds: stride 1 and dilation 1 (or one tap) on every axis, and one divisor
+    ``d`` for every window.  Input cell ``i`` is read by the windows ``i + pb -
+    K + 1 .. i + pb``: a window of K over grad_output padded by ``(K - 1 - pb,
+    K - 1 - pe)``.  ``(axes of that pooling, d)`` or None.  Through the forward
+    kernels it took 0.18-0.27x the time of ``sep_avg_backward`` channels-first
+    and 0.53x channels-last (k3 s1 p1 on (8, 256, 56, 56), (32, 64, 112, 112),
+    (64, 512, 14, 14), (8, 32, 8, 56, 56), (8, 56, 56, 256); two threads)."""
+    d = divisor(axes, mode, override)
+    if not d.size or d.min() != d.max():
+        return None
+    adj = []
+    for a, t in enumerate(axes):
+        K, (pb, pe) = t.kernel, t.pads
+        if t.stride != 1 or K < 1 or (K > 1 and t.step != 1) or max(pb, pe) > K - 1:
+            return None
+        try:
+            u = geo.window_axis(a, t.out, K, 1, 1, K - 1 - pb, K - 1 - pe, False)
+        except PoolingError:
+            return None
+        if u.out != t.n:
+            return None
+        adj.append(u)
+    return tuple(adj), float(d.flat[0])
+
+
 def _avg_backward(cn: Canon, axes, grad_output, dv, op, out=None):
     g5, gx5 = _grad_buffers(cn, grad_output, axes, op, out)
+    adj = _adjoint_box(axes, *dv) if gx5.size else None
+    if adj is not None:
+        _sum_forward(g5, gx5, 0, 1.0, 0, ("pad", adj[1]), 1.0, adj[0])
+        return _to_user(cn, gx5, out)
     if gx5.size:
         p0, c0, p1, c1, _, _ = covers(axes)
         t2 = geo.padded3(axes)[2]
