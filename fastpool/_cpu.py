@@ -537,7 +537,7 @@ def channel_block(t, nblk, cb, C):
 
 
 @_jit
-def scatter_max_backward(g, idx, gx):
+def scatter_max_backward(g, idx, gx, ahead):
     """Per-task serial scatter in output order (PyTorch's order): deterministic.
 
     ``g``/``idx`` are (B, O, C) and ``gx`` is (B, S, C); tasks are (b, channel
@@ -554,19 +554,23 @@ def scatter_max_backward(g, idx, gx):
     badv = np.zeros(B * nblk, np.int64)
     if C == 1:
         # each plane is summed in a cached buffer and streamed out once
-        gf = gx.reshape(-1)
+        gf, xi, xg = gx.reshape(-1), idx.reshape(-1), g.reshape(-1)
         for b in prange(B):
             b = np.int64(b)
             gp = np.zeros(S, gx.dtype)
             ib = idx[b, :, 0]
             go = g[b, :, 0]
-            for o in range(O):
-                k = ib[o]
-                if _u(k) < us:
-                    gp[_u(k)] += go[o]
-                elif bad[b] == 0:
-                    bad[b] = 1
-                    badv[b] = k
+            for o0 in range(0, O, 16):
+                # ahead > 0: the indices and gradients ``ahead`` cells on
+                _ask_ahead(xi, b * O + o0, ahead, 16)
+                _ask_ahead(xg, b * O + o0, ahead, 16)
+                for o in range(o0, min(o0 + 16, O)):
+                    k = ib[o]
+                    if _u(k) < us:
+                        gp[_u(k)] += go[o]
+                    elif bad[b] == 0:
+                        bad[b] = 1
+                        badv[b] = k
             _simd.stream(gp, 0, gf, b * S, S)
     else:
         for t in prange(B * nblk):

@@ -14,7 +14,7 @@ from fastpool import _geometry as geo
 from fastpool._spec import window_spec
 
 from probes import kernel_args, sprinkled
-from reference import avg_pool, global_avg_pool, max_pool
+from reference import avg_pool, global_avg_pool, max_pool, max_pool_backward
 
 CASES = [
     # nd, input shape, kernel, stride, padding
@@ -140,3 +140,19 @@ def test_deep_rows_asked_ahead_match_reference(monkeypatch, kw):
     got = fp.avg_pool3d(x, **kw)
     assert asked and all(a > 0 for a in asked)
     np.testing.assert_allclose(got, avg_pool(x, 3, **kw).astype(np.float32), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scatter_asked_ahead_matches_reference(monkeypatch, dtype):
+    # planes of 16 x 17 outputs: past _SCATTER_AHEAD_FROM, with a partial last block of 16
+    x = sprinkled(np.random.default_rng(10), (2, 3, 32, 34), dtype, 10, ((np.nan, 3),))
+    y, idx = fp.max_pool2d(x, 3, 2, 1, return_indices=True)
+    g = np.random.default_rng(11).standard_normal(y.shape).astype(dtype)
+    _force_on(monkeypatch)
+    asked = kernel_args(monkeypatch, ("scatter_max_backward",), 3)
+    got = fp.max_pool2d_backward(g, x, 3, 2, 1, indices=idx)
+    assert asked == [_core.AHEAD_BYTES // 8]
+    # float32 adds a cell's shares in float32, the reference in float64
+    want = max_pool_backward(g, x, 2, 3, 2, 1)
+    tol = 1e-6 if dtype == np.float32 else 0.0
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(g).max())
