@@ -301,8 +301,8 @@ def _last_cache_bytes(default=32 << 20) -> int:
     return best or default
 
 
-# The channels-first max rows, the 2x2 quads (max and average), the short rows
-# and the flat planes ask for their input ahead (``_cpu._ask_ahead``) on inputs
+# The channels-first max rows, the 2x2 quads (max and average), the short rows,
+# the flat planes and the global planes ask for their input ahead (``_cpu._ask_ahead``) on inputs
 # from three quarters of the last cache on, whose rows of input and output
 # mostly come from memory.  Measured on a 32 MB-cache AMD Zen 5, two threads,
 # on/off: k2 s2 and k3 s2 max and k2 s2 averages on 25.7-103 MB inputs with

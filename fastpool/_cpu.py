@@ -1191,11 +1191,20 @@ def cf_flat_sum_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1,
 
 
 @Chunked
-def global_max_cf(ch, nch, x, out):
+def global_max_cf(ch, nch, x, out, ahead):
     B, S = x.shape
     S8 = S - S % 8
-    n = B
-    for b in range(ch * n // nch, (ch + 1) * n // nch):
+    if S >= 16 and out.dtype == x.dtype:
+        # eight planes a step through _simd.plane_maxes8, the last B % 8 below
+        xf = x.reshape(-1)
+        n = B // 8
+        for t in range(ch * n // nch, (ch + 1) * n // nch):
+            _ask_ahead(xf, t * 8 * S, ahead, 8 * S)
+            _simd.plane_maxes8(xf, t * 8 * S, S, out, t * 8)
+        b0, b1 = (n * 8, B) if ch == nch - 1 else (0, 0)
+    else:
+        b0, b1 = ch * B // nch, (ch + 1) * B // nch
+    for b in range(b0, b1):
         m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = x[b, 0]
         for i in range(0, S8, 8):
             m0 = _maxnan(m0, x[b, i])

@@ -488,6 +488,71 @@ def _plane_sums8():
     return plane_sums
 
 
+def _plane_maxes8():
+    """``out[r0 + p] = max(x[o0 + p*S:o0 + (p + 1)*S])`` for the 8 planes
+    ``p < 8`` (``S >= 16``), by ``_vmax``'s rule (NaN wins): each plane's
+    blocks into two 8-lane vectors, then the eight planes' lanes reduced as one
+    transpose (as ``_plane_sums8`` adds them), the last ``S % 8`` cells as
+    8-lane vectors, one store for all eight.  A plane at a time, its lane
+    reduction and tail are a chain as long as the plane (7x7 planes)."""
+    L = 8
+
+    @intrinsic
+    def plane_maxes(typingctx, x, o0, S, out, r0):
+        def codegen(context, builder, sig, args):
+            xty, oty = sig.args[0], sig.args[3]
+            xp, op = _data(context, builder, xty, args[0]), _data(context, builder, oty, args[3])
+            base, n, r_0 = (_i64(context, builder, sig.args[i], args[i]) for i in (1, 2, 4))
+            xe = context.get_data_type(xty.dtype)
+            vt, xal = ir.VectorType(xe, L), context.get_abi_sizeof(xe)
+            starts = [builder.add(base, builder.mul(n, ir.Constant(_I64, q))) for q in range(L)]
+            lv, lv2 = ir.Constant(_I64, L), ir.Constant(_I64, 2 * L)
+            comb = lambda a, b: _vmax(builder, a, b, xty.dtype)  # noqa: E731
+            acc = [[cgutils.alloca_once_value(builder, _load(builder, xp, builder.add(starts[q], ir.Constant(_I64, h * L)),
+                                                             vt, xal)) for h in range(2)] for q in range(L)]
+
+            def more(slot, at):
+                builder.store(comb(builder.load(slot), _load(builder, xp, at, vt, xal)), slot)
+
+            pairs = builder.mul(builder.sdiv(n, lv2), lv2)
+            with cgutils.for_range_slice(builder, lv2, pairs, lv2, inc=True) as (i, _):
+                for q in range(L):
+                    more(acc[q][0], builder.add(starts[q], i))
+                    more(acc[q][1], builder.add(starts[q], builder.add(i, lv)))
+            one_more = builder.icmp_signed(">=", builder.sub(n, pairs), lv)
+            with builder.if_then(one_more):
+                for q in range(L):
+                    more(acc[q][0], builder.add(starts[q], pairs))
+            vs = [comb(builder.load(a[0]), builder.load(a[1])) for a in acc]
+            w = L
+            while len(vs) > 1:
+                w //= 2
+                g = L // (2 * w)
+                lo, hi = [], []
+                for src in (0, 1):
+                    for k in range(g):
+                        lo += [src * L + k * 2 * w + j for j in range(w)]
+                        hi += [src * L + k * 2 * w + w + j for j in range(w)]
+                lo_m = ir.Constant(ir.VectorType(_I32, L), lo)
+                hi_m = ir.Constant(ir.VectorType(_I32, L), hi)
+                vs = [comb(builder.shuffle_vector(a, b, lo_m), builder.shuffle_vector(a, b, hi_m))
+                      for a, b in zip(vs[0::2], vs[1::2])]
+            total = cgutils.alloca_once_value(builder, vs[0])
+            rest = builder.add(pairs, builder.select(one_more, lv, ir.Constant(_I64, 0)))
+            with cgutils.for_range_slice(builder, rest, n, ir.Constant(_I64, 1), inc=True) as (i, _):
+                t = ir.Constant(vt, ir.Undefined)
+                for q in range(L):
+                    e = builder.load(builder.gep(xp, [builder.add(starts[q], i)]))
+                    t = builder.insert_element(t, e, ir.Constant(_I32, q))
+                builder.store(comb(builder.load(total), t), total)
+            _store(builder, builder.load(total), op, r_0, context.get_abi_sizeof(context.get_data_type(oty.dtype)))
+            return context.get_dummy_value()
+
+        return types.void(x, o0, S, out, r0), codegen
+
+    return plane_maxes
+
+
 def _splat(builder, v, L):
     vec = builder.insert_element(ir.Constant(ir.VectorType(v.type, L), ir.Undefined), v, ir.Constant(_I32, 0))
     return builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(_I32, L), [0] * L))
@@ -988,6 +1053,21 @@ def plane_sums8(x, o0, S, out, r0, div):
         _span(x, o0, 8 * S)
         _span(out, r0, 8)
     _PLANE_SUMS8(x, o0, S, out, r0, div)
+
+
+_PLANE_MAXES8 = _plane_maxes8()
+
+
+@njit(inline="always")
+def plane_maxes8(x, o0, S, out, r0):
+    """``out[r0 + p] = max(x[o0 + p*S:o0 + (p + 1)*S])``, ``p < 8``, ``S >= 16``
+    (NaN wins; see ``_plane_maxes8``); out of x's type."""
+    if _CHECK:
+        _span(x, o0, 8 * S)
+        _span(out, r0, 8)
+        if S < 16:
+            raise IndexError("fastpool: plane_maxes8 needs planes of 16 cells or more")
+    _PLANE_MAXES8(x, o0, S, out, r0)
 
 
 @njit(inline="always")

@@ -817,7 +817,7 @@ def global_max_pool(x, *, keepdims=True, return_indices=False, layout="channels_
     planes = _global_cf(cn)
     if planes is not None and not want:
         r = _target(o5, (planes.shape[0],), planes.dtype)
-        _cpu.pick(_cpu.global_max_cf, planes, r)(planes, r)
+        _cpu.pick(_cpu.global_max_cf, planes, r)(planes, r, stream_ahead(planes))
         res = _finish(cn, r, axes, _out_dtype(cn, "max"), o5)
     else:
         res = _max(cn, axes, want, o5)

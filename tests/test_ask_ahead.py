@@ -14,7 +14,7 @@ from fastpool import _geometry as geo
 from fastpool._spec import window_spec
 
 from probes import kernel_args, sprinkled
-from reference import avg_pool, global_avg_pool, max_pool, max_pool_backward
+from reference import avg_pool, global_avg_pool, global_max_pool, max_pool, max_pool_backward
 
 CASES = [
     # nd, input shape, kernel, stride, padding
@@ -156,3 +156,13 @@ def test_scatter_asked_ahead_matches_reference(monkeypatch, dtype):
     want = max_pool_backward(g, x, 2, 3, 2, 1)
     tol = 1e-6 if dtype == np.float32 else 0.0
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(g).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int8])
+def test_global_max_asked_ahead_matches_reference(monkeypatch, dtype):
+    x = sprinkled(np.random.default_rng(12), (3, 11, 7, 7), dtype, 30, ((np.nan, 2),))
+    _force_on(monkeypatch)
+    asked = kernel_args(monkeypatch, ("global_max_cf",), 2)
+    got = fp.global_max_pool(x)
+    assert asked == [_core.AHEAD_BYTES // x.itemsize]
+    np.testing.assert_array_equal(got, global_max_pool(x)[0])
