@@ -413,6 +413,36 @@ def _plane_sum(L):
     return plane_sum
 
 
+def _planes_to_lanes(builder, vs, L, comb):
+    """``L`` vectors, ``vs[q]`` lane i plane q's partial result, -> one vector
+    whose lane q is plane q's lanes combined as ``_plane_sum`` adds them (lanes
+    i and i + w, for w = L/2, L/4, ... 1): each step pairs vectors (a, b) into
+    one holding both planes' halves combined, lanes [a_i + a_(i+w) for i < w] +
+    [b_i + b_(i+w) for i < w] per group of planes, a transpose of shuffles."""
+    w = L
+    while len(vs) > 1:
+        w //= 2
+        g = L // (2 * w)  # planes per vector before this step
+        lo, hi = [], []
+        for src in (0, 1):
+            for k in range(g):
+                lo += [src * L + k * 2 * w + j for j in range(w)]
+                hi += [src * L + k * 2 * w + w + j for j in range(w)]
+        lo_m = ir.Constant(ir.VectorType(_I32, L), lo)
+        hi_m = ir.Constant(ir.VectorType(_I32, L), hi)
+        vs = [comb(builder.shuffle_vector(a, b, lo_m), builder.shuffle_vector(a, b, hi_m))
+              for a, b in zip(vs[0::2], vs[1::2])]
+    return vs[0]
+
+
+def _cells_of_planes(builder, xp, starts, i, vt):
+    """The vector of cell ``i`` of each plane (``xp[starts[q] + i]`` in lane q)."""
+    t = ir.Constant(vt, ir.Undefined)
+    for q, st in enumerate(starts):
+        t = builder.insert_element(t, builder.load(builder.gep(xp, [builder.add(st, i)])), ir.Constant(_I32, q))
+    return t
+
+
 def _plane_sums8():
     """``out[r0 + p] = plane_sum(x, o0 + p*S, S) / div`` for the 8 planes
     ``p < 8``, rounded to out's type: each plane's sum in ``_plane_sum(8)``'s
@@ -453,30 +483,10 @@ def _plane_sums8():
                 for q in range(L):
                     add(acc[q][0], builder.add(starts[q], pairs))
             vs = [builder.fadd(builder.load(a[0]), builder.load(a[1])) for a in acc]
-            # vs[q] lane i holds plane q's partial sum; each step pairs vectors
-            # (a, b) into one holding both planes' halves added: lanes
-            # [a_i + a_(i+w) for i < w] + [b_i + b_(i+w) for i < w] per group
-            w = L
-            while len(vs) > 1:
-                w //= 2
-                g = L // (2 * w)  # planes per vector before this step
-                lo, hi = [], []
-                for src in (0, 1):
-                    for k in range(g):
-                        lo += [src * L + k * 2 * w + j for j in range(w)]
-                        hi += [src * L + k * 2 * w + w + j for j in range(w)]
-                lo_m = ir.Constant(ir.VectorType(_I32, L), lo)
-                hi_m = ir.Constant(ir.VectorType(_I32, L), hi)
-                vs = [builder.fadd(builder.shuffle_vector(a, b, lo_m), builder.shuffle_vector(a, b, hi_m))
-                      for a, b in zip(vs[0::2], vs[1::2])]
-            total = cgutils.alloca_once_value(builder, vs[0])
+            total = cgutils.alloca_once_value(builder, _planes_to_lanes(builder, vs, L, builder.fadd))
             rest = builder.add(pairs, builder.select(one_more, lv, ir.Constant(_I64, 0)))
             with cgutils.for_range_slice(builder, rest, n, ir.Constant(_I64, 1), inc=True) as (i, _):
-                t = ir.Constant(vt, ir.Undefined)
-                for q in range(L):
-                    e = builder.load(builder.gep(xp, [builder.add(starts[q], i)]))
-                    t = builder.insert_element(t, e, ir.Constant(_I32, q))
-                t = _convert(builder, t, xty.dtype, types.float64, L)
+                t = _convert(builder, _cells_of_planes(builder, xp, starts, i, vt), xty.dtype, types.float64, L)
                 builder.store(builder.fadd(builder.load(total), t), total)
             res = builder.fdiv(builder.load(total), _splat(builder, dv, L))
             res = _convert(builder, res, types.float64, oty.dtype, L)
@@ -524,27 +534,10 @@ def _plane_maxes8():
                 for q in range(L):
                     more(acc[q][0], builder.add(starts[q], pairs))
             vs = [comb(builder.load(a[0]), builder.load(a[1])) for a in acc]
-            w = L
-            while len(vs) > 1:
-                w //= 2
-                g = L // (2 * w)
-                lo, hi = [], []
-                for src in (0, 1):
-                    for k in range(g):
-                        lo += [src * L + k * 2 * w + j for j in range(w)]
-                        hi += [src * L + k * 2 * w + w + j for j in range(w)]
-                lo_m = ir.Constant(ir.VectorType(_I32, L), lo)
-                hi_m = ir.Constant(ir.VectorType(_I32, L), hi)
-                vs = [comb(builder.shuffle_vector(a, b, lo_m), builder.shuffle_vector(a, b, hi_m))
-                      for a, b in zip(vs[0::2], vs[1::2])]
-            total = cgutils.alloca_once_value(builder, vs[0])
+            total = cgutils.alloca_once_value(builder, _planes_to_lanes(builder, vs, L, comb))
             rest = builder.add(pairs, builder.select(one_more, lv, ir.Constant(_I64, 0)))
             with cgutils.for_range_slice(builder, rest, n, ir.Constant(_I64, 1), inc=True) as (i, _):
-                t = ir.Constant(vt, ir.Undefined)
-                for q in range(L):
-                    e = builder.load(builder.gep(xp, [builder.add(starts[q], i)]))
-                    t = builder.insert_element(t, e, ir.Constant(_I32, q))
-                builder.store(comb(builder.load(total), t), total)
+                builder.store(comb(builder.load(total), _cells_of_planes(builder, xp, starts, i, vt)), total)
             _store(builder, builder.load(total), op, r_0, context.get_abi_sizeof(context.get_data_type(oty.dtype)))
             return context.get_dummy_value()
 
