@@ -302,9 +302,9 @@ def _last_cache_bytes(default=32 << 20) -> int:
 
 
 # The channels-first max rows, the 2x2 quads (max and average), the short rows,
-# the flat planes and the global planes ask for their input ahead (``_cpu._ask_ahead``) on inputs
-# from three quarters of the last cache on, whose rows of input and output
-# mostly come from memory.  Measured on a 32 MB-cache AMD Zen 5, two threads,
+# the flat planes and the global planes ask for their input ahead
+# (``_cpu._ask_ahead``) on inputs from three quarters of the last cache on, whose
+# rows of input and output mostly come from memory.  Measured on a 32 MB-cache AMD Zen 5, two threads,
 # on/off: k2 s2 and k3 s2 max and k2 s2 averages on 25.7-103 MB inputs with
 # 28-224 cell rows 0.33-0.91 (max k2 s2 (32, 64, 112, 112) 6.95 -> 4.04 ms);
 # short rows and flat planes of (64, 512, 14, 14) and (256, 512, 14, 14), k3
