@@ -232,6 +232,12 @@ def cf_short_args(axes) -> tuple | None:
     return np.int64(pl), np.int64(s), np.int64(K)
 
 
+def cf_short_taken(axes) -> tuple | None:
+    """``cf_short_args`` where the CPU makes the short rows pay
+    (``_simd.masks_are_cheap``), else None."""
+    return cf_short_args(axes) if _simd.masks_are_cheap() else None
+
+
 # Short rows take the flat planes (``_cpu.cf_flat_*_forward``) up to this many
 # cells: (8, 256, 28, 28) k3 s1 average 2.5 -> 2.2 ms on two threads; at 56
 # cells the row kernels are faster (2.0 vs 2.3-2.6 ms, any group size).  A

@@ -21,7 +21,7 @@ import numpy as np
 from . import _cpu
 from . import _geometry as geo
 from ._core import (Canon, as_array, canon_grad, canonical, check_shape, check_rank, check_grad, check_indices, compute_dtype,
-                    covers, cf_ahead, cf_flat_args, cf_row_args, cf_short_args, divisor, divisor_rows, flat4, flat_multipliers,
+                    covers, cf_ahead, cf_flat_args, cf_row_args, cf_short_taken, divisor, divisor_rows, flat4, flat_multipliers,
                     float_backward_input, interior_args, kernel_input, public, quad_rows, read_only, stream_ahead, tables, cl_ahead)
 from ._spec import (AdaptiveSpec, adaptive_spec, is_int, norm_type_value, normalize_layout,
                     window_spec)
@@ -122,7 +122,7 @@ def _max(cn: Canon, axes, want_idx: bool, out=None):
             _cpu.pick(_cpu.wide_max_forward, xk, ok)(xk, ok, *wide, low)
             return _finish(cn, out5, axes, _out_dtype(cn, "max"), out)
     if not want_idx and cn.x5.shape[4] == 1 and cn.x5.size:
-        short = cf_short_args(axes)
+        short = cf_short_taken(axes)
         if short is not None:
             return _short_max(cn, axes, short, out)
         flat = cf_flat_args(axes)
@@ -379,7 +379,7 @@ def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes):
                                                   _cl_taps_apart(xin, axes), *tables(axes))
         return
     if xin.shape[4] == 1 and pmode == 0 and fmode == 0:
-        short = cf_short_args(axes)
+        short = cf_short_taken(axes)
         if short is not None:
             _cpu.pick(_cpu.cf_short_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
                                                             *tables(axes)[:6], *short, rdiv, rat, *cf_ahead(axes, xin))
