@@ -31,6 +31,20 @@ _I64 = ir.IntType(64)
 _I32 = ir.IntType(32)
 
 
+@functools.cache
+def has_avx512() -> bool:
+    """Whether the CPU that Numba compiles for has AVX-512: 32 vector registers
+    of 64 bytes and mask registers, against AVX2's 16 of 32 bytes and masks
+    built in vector registers.  Some kernels here are shaped by that (see
+    ``_short``'s users and ``_plane_sums8``)."""
+    feats = config.CPU_FEATURES
+    if feats is None:
+        import llvmlite.binding as ll
+
+        return bool(ll.get_host_cpu_features().get("avx512f", False))
+    return "+avx512f" in feats.split(",")
+
+
 def _data(context, builder, aty, aval):
     return context.make_array(aty)(context, builder, aval).data
 
@@ -445,7 +459,7 @@ def _cells_of_planes(builder, xp, starts, i, vt):
     return t
 
 
-def _plane_sums8():
+def _plane_sums8(G=8):
     """``out[r0 + p] = plane_sum(x, o0 + p*S, S) / div`` for the 8 planes
     ``p < 8``, rounded to out's type: each plane's sum in ``_plane_sum(8)``'s
     order, bit for bit.  One plane's lane reduction and tail is a chain of
@@ -453,7 +467,11 @@ def _plane_sums8():
     eight planes' reductions run as one transpose (8 -> 4 -> 2 -> 1 vectors,
     each step adding lanes i and i + w of every plane as ``_plane_sum`` does),
     the tail cells go in as 8-lane vectors, and one division and one store
-    serve all eight."""
+    serve all eight.  The blocks of ``G`` planes at a time: the eight planes'
+    sixteen float64 accumulators fill AVX-512's registers but spill from
+    AVX2's, where two planes at a time ran 1.6-1.8x faster than eight (2**16
+    7x7 planes, float32 and float64, one thread, AMD EPYC); each plane's
+    order, and so its bits, is the same for any ``G``."""
     L = 8
 
     @intrinsic
@@ -476,15 +494,17 @@ def _plane_sums8():
                 builder.store(builder.fadd(builder.load(slot), v), slot)
 
             pairs = builder.mul(builder.sdiv(n, lv2), lv2)
-            with cgutils.for_range_slice(builder, ir.Constant(_I64, 0), pairs, lv2, inc=True) as (i, _):
-                for q in range(L):
-                    add(acc[q][0], builder.add(starts[q], i))
-                    add(acc[q][1], builder.add(starts[q], builder.add(i, lv)))
             one_more = builder.icmp_signed(">=", builder.sub(n, pairs), lv)
-            with builder.if_then(one_more):
-                for q in range(L):
-                    add(acc[q][0], builder.add(starts[q], pairs))
-            vs = [builder.fadd(builder.load(a[0]), builder.load(a[1])) for a in acc]
+            vs = []
+            for g0 in range(0, L, G):
+                with cgutils.for_range_slice(builder, ir.Constant(_I64, 0), pairs, lv2, inc=True) as (i, _):
+                    for q in range(g0, g0 + G):
+                        add(acc[q][0], builder.add(starts[q], i))
+                        add(acc[q][1], builder.add(starts[q], builder.add(i, lv)))
+                with builder.if_then(one_more):
+                    for q in range(g0, g0 + G):
+                        add(acc[q][0], builder.add(starts[q], pairs))
+                vs += [builder.fadd(builder.load(a[0]), builder.load(a[1])) for a in acc[g0:g0 + G]]
             total = cgutils.alloca_once_value(builder, _planes_to_lanes(builder, vs, L, builder.fadd))
             rest = builder.add(pairs, builder.select(one_more, lv, ir.Constant(_I64, 0)))
             with cgutils.for_range_slice(builder, rest, n, ir.Constant(_I64, 1), inc=True) as (i, _):
@@ -500,13 +520,15 @@ def _plane_sums8():
     return plane_sums
 
 
-def _plane_maxes8():
+def _plane_maxes8(G=8):
     """``out[r0 + p] = max(x[o0 + p*S:o0 + (p + 1)*S])`` for the 8 planes
     ``p < 8`` (``S >= 16``), by ``_vmax``'s rule (NaN wins): each plane's
     blocks into two 8-lane vectors, then the eight planes' lanes reduced as one
     transpose (as ``_plane_sums8`` adds them), the last ``S % 8`` cells as
     8-lane vectors, one store for all eight.  A plane at a time, its lane
-    reduction and tail are a chain as long as the plane (7x7 planes)."""
+    reduction and tail are a chain as long as the plane (7x7 planes).  ``G``
+    as ``_plane_sums8``'s (two planes at a time 0.7-1.0x eight's time there,
+    float32)."""
     L = 8
 
     @intrinsic
@@ -527,15 +549,17 @@ def _plane_maxes8():
                 builder.store(comb(builder.load(slot), _load(builder, xp, at, vt, xal)), slot)
 
             pairs = builder.mul(builder.sdiv(n, lv2), lv2)
-            with cgutils.for_range_slice(builder, lv2, pairs, lv2, inc=True) as (i, _):
-                for q in range(L):
-                    more(acc[q][0], builder.add(starts[q], i))
-                    more(acc[q][1], builder.add(starts[q], builder.add(i, lv)))
             one_more = builder.icmp_signed(">=", builder.sub(n, pairs), lv)
-            with builder.if_then(one_more):
-                for q in range(L):
-                    more(acc[q][0], builder.add(starts[q], pairs))
-            vs = [comb(builder.load(a[0]), builder.load(a[1])) for a in acc]
+            vs = []
+            for g0 in range(0, L, G):
+                with cgutils.for_range_slice(builder, lv2, pairs, lv2, inc=True) as (i, _):
+                    for q in range(g0, g0 + G):
+                        more(acc[q][0], builder.add(starts[q], i))
+                        more(acc[q][1], builder.add(starts[q], builder.add(i, lv)))
+                with builder.if_then(one_more):
+                    for q in range(g0, g0 + G):
+                        more(acc[q][0], builder.add(starts[q], pairs))
+                vs += [comb(builder.load(a[0]), builder.load(a[1])) for a in acc[g0:g0 + G]]
             total = cgutils.alloca_once_value(builder, _planes_to_lanes(builder, vs, L, comb))
             rest = builder.add(pairs, builder.select(one_more, lv, ir.Constant(_I64, 0)))
             with cgutils.for_range_slice(builder, rest, n, ir.Constant(_I64, 1), inc=True) as (i, _):
@@ -912,22 +936,6 @@ max_flat_wins, sum_flat_wins = _flat_pass("max"), _flat_pass("sum")
 SHORT_LANES = 16
 
 
-@functools.cache
-def masks_are_cheap() -> bool:
-    """Whether the CPU that Numba compiles for has AVX-512, whose mask registers
-    make ``_short``'s masked loads and stores single instructions.  Without it
-    LLVM builds each 16-lane mask in vector registers and stores through
-    ``vmaskmovps``: on an AVX2 AMD EPYC (Zen 4 with AVX-512 hidden), (64, 512,
-    14, 14) k3 s2 p1 max took 6.9 ms that way against 3.7 ms through the row
-    kernels, and the k3 s1 p1 average 11.7 against 6.1 ms (two threads, same
-    process); plain loads and stores in place of the masked ones brought the
-    max only to 3.6 ms."""
-    feats = config.CPU_FEATURES
-    if feats is None:
-        import llvmlite.binding as ll
-
-        return bool(ll.get_host_cpu_features().get("avx512f", False))
-    return "+avx512f" in feats.split(",")
 
 
 def _short_pass(kind):
@@ -1056,7 +1064,9 @@ def stream(src, s0, dst, d0, n):
 _PLANE_SUM8 = _plane_sum(8)
 
 
-_PLANE_SUMS8 = _plane_sums8()
+# planes a block of the eight-plane reductions (see _plane_sums8)
+_PLANE_BLOCK = 8 if has_avx512() else 2
+_PLANE_SUMS8 = _plane_sums8(_PLANE_BLOCK)
 
 
 @njit(inline="always")
@@ -1068,7 +1078,7 @@ def plane_sums8(x, o0, S, out, r0, div):
     _PLANE_SUMS8(x, o0, S, out, r0, div)
 
 
-_PLANE_MAXES8 = _plane_maxes8()
+_PLANE_MAXES8 = _plane_maxes8(_PLANE_BLOCK)
 
 
 @njit(inline="always")
@@ -1089,3 +1099,4 @@ def plane_sum(x, o0, S):
     if _CHECK:
         _span(x, o0, S)
     return _PLANE_SUM8(x, o0, S)
+

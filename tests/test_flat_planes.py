@@ -48,7 +48,7 @@ AVG_CASES = [c for c in CASES if c[4] == 1]   # averages take no dilation
 def no_short_rows(monkeypatch):
     # rows of up to 14 cells take the short rows first (test_short_rows.py);
     # here the flat planes' masks are tested on them too
-    monkeypatch.setattr("fastpool._simd.masks_are_cheap", lambda: False)
+    monkeypatch.setattr("fastpool._simd.has_avx512", lambda: False)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int8, np.uint8, np.int32])

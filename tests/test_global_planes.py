@@ -42,3 +42,43 @@ def test_nan_wins_wherever_it_sits():
     x[0, 3, 1, 1] = np.inf
     got = fp.global_max_pool(x, keepdims=False)
     assert np.isnan(got).all()
+
+
+_BLOCKS = {}
+
+
+def _blocked(G):
+    # the eight-plane reductions built for G planes a block (``_simd._PLANE_BLOCK``
+    # picks one by the CPU): every G gives each plane the same order, so the same bits
+    if G not in _BLOCKS:
+        from numba import njit
+
+        from fastpool import _simd
+
+        if G == "one":   # a plane at a time, the order the eight-plane sums keep
+            _BLOCKS[G] = njit(lambda x, S, b: _simd.plane_sum(x, b * S, S) / S)
+            return _BLOCKS[G]
+        sums, maxes = _simd._plane_sums8(G), _simd._plane_maxes8(G)
+
+        @njit
+        def run(x, S, means, tops):
+            for t in range(x.size // (8 * S)):
+                sums(x, t * 8 * S, S, means, t * 8, float(S))
+                maxes(x, t * 8 * S, S, tops, t * 8)
+
+        _BLOCKS[G] = run
+    return _BLOCKS[G]
+
+
+@pytest.mark.parametrize("G", [1, 2, 4, 8])
+@pytest.mark.parametrize("S", [16, 49, 56, 100])
+def test_every_plane_block_gives_the_same_bits(G, S):
+    rng = np.random.default_rng(S)
+    x = sprinkled(rng, (16, S), np.float32, 40, ((np.nan, 2), (-np.inf, 2)))
+    x[3, : S // 2] = -0.0
+    means, tops = np.empty(16, np.float32), np.empty(16, np.float32)
+    _blocked(G)(x.reshape(-1), S, means, tops)
+    want = np.array([_blocked("one")(x.reshape(-1), S, b) for b in range(16)]).astype(np.float32)
+    np.testing.assert_array_equal(means, want)
+    np.testing.assert_array_equal(np.signbit(means), np.signbit(want))
+    np.testing.assert_array_equal(tops, global_max_pool(x.reshape(16, 1, S))[0].reshape(-1))

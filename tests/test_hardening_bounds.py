@@ -203,7 +203,7 @@ for f, args in ((_canary_read, (np.zeros(8),)), (_canary_write, (np.zeros(8), -1
 import fastpool as fp
 from fastpool import _cpu, _cpu_family, _simd
 
-_simd.masks_are_cheap = lambda: True   # the short rows run here on any CPU
+_simd.has_avx512 = lambda: True   # the short rows run here on any CPU
 
 @njit
 def _canary_vector(x, buf):

@@ -22,14 +22,14 @@ from probes import kernel_args, sprinkled
 from reference import avg_pool, max_pool
 
 SHORT = ("cf_short_max_forward", "cf_short_sum_forward")
-_MASKS_ARE_CHEAP = _simd.masks_are_cheap
+_HAS_AVX512 = _simd.has_avx512
 
 
 @pytest.fixture(autouse=True)
 def short_rows_on(monkeypatch):
     # without AVX-512 the short rows are correct but slower than the row
     # kernels, and not taken; here they are, on any CPU
-    monkeypatch.setattr("fastpool._simd.masks_are_cheap", lambda: True)
+    monkeypatch.setattr("fastpool._simd.has_avx512", lambda: True)
 
 CASES = [
     # nd, input shape, kernel, stride, padding, dilation, ceil_mode
@@ -104,16 +104,16 @@ def test_short_rows_equal_the_row_kernels(monkeypatch, op):
     x[1, 1, 7, 7] = np.nan
     f = fp.max_pool2d if op == "max" else fp.avg_pool2d
     short = f(x, 3, 2, 1)
-    monkeypatch.setattr("fastpool._simd.masks_are_cheap", lambda: False)
+    monkeypatch.setattr("fastpool._simd.has_avx512", lambda: False)
     rows = f(x, 3, 2, 1)
     np.testing.assert_array_equal(np.signbit(short), np.signbit(rows))
     np.testing.assert_array_equal(short, rows)
 
 
 @pytest.mark.parametrize("op", ["max", "avg"])
-def test_short_rows_wait_for_cheap_masks(monkeypatch, op):
+def test_short_rows_wait_for_avx512(monkeypatch, op):
     # a CPU without AVX-512 takes the row kernels for the same geometry
-    monkeypatch.setattr("fastpool._simd.masks_are_cheap", lambda: False)
+    monkeypatch.setattr("fastpool._simd.has_avx512", lambda: False)
     taken = kernel_args(monkeypatch, SHORT, 0, conv=lambda a: a.size)
     x = np.random.default_rng(8).standard_normal((2, 3, 14, 14)).astype(np.float32)
     f, ref = (fp.max_pool2d, lambda: max_pool(x, 2, 3, 2, 1)[0]) if op == "max" else (fp.avg_pool2d, lambda: avg_pool(x, 2, 3, 2, 1))
@@ -123,9 +123,9 @@ def test_short_rows_wait_for_cheap_masks(monkeypatch, op):
 
 @pytest.mark.parametrize("features, cheap", [("+avx2,+avx512f,+fma", True), ("+avx2,-avx512f", False),
                                              ("+avx2,+avx512vl", False), ("", False)])
-def test_cheap_masks_follow_numbas_cpu_features(monkeypatch, features, cheap):
+def test_has_avx512_follows_numbas_cpu_features(monkeypatch, features, cheap):
     monkeypatch.setattr("numba.core.config.CPU_FEATURES", features)
-    assert _MASKS_ARE_CHEAP.__wrapped__() is cheap
+    assert _HAS_AVX512.__wrapped__() is cheap
 
 
 def test_short_rows_do_not_write_past_their_outputs():
