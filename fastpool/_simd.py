@@ -260,8 +260,7 @@ def _flat_wins(L, kind, fixed=0):
     for k < K)`` for ``o < n`` (``n >= L``), where a tap that falls off its own
     row (``col[o] + k - pL`` outside ``[0, W)``, ``col[o]`` being o's column)
     counts as padding: 0 for 'sum' (then times ``mul[o]``, rounded to out's
-    type), the window's centre tap ``k = pL`` for 'max' (max is idempotent,
-    so that is the -inf padding's result bit for bit).  A whole plane in one
+    type), the max identity for 'max' (``_lowest``).  A whole plane in one
     pass: 14-cell rows spent more on per-row calls than on the cells."""
 
     @intrinsic
@@ -274,12 +273,14 @@ def _flat_wins(L, kind, fixed=0):
             vt, cvt = ir.VectorType(be, L), ir.VectorType(ce, L)
             bal, oal, cal = (context.get_abi_sizeof(e) for e in (be, oe, ce))
             wv = _splat(builder, builder.trunc(w_, ce), L)
-            zero = ir.Constant(vt, [0.0] * L) if kind == "sum" else None
+            # not a tap of the window in the padding's place: the sequential
+            # rule keeps the first of equal maxima, and a later tap moved first
+            # turned a window's -0.0 into its +0.0
+            pad = ir.Constant(vt, [0.0 if kind == "sum" else _lowest(bty.dtype)] * L)
 
             def block(o):
                 start = builder.add(b_0, o)
                 cv = _load(builder, cp, o, cvt, cal)
-                pad = zero if kind == "sum" else _load(builder, bp, builder.add(start, p_l), vt, bal)
 
                 def tap(k):
                     v = _load(builder, bp, builder.add(start, k), vt, bal)
@@ -295,6 +296,16 @@ def _flat_wins(L, kind, fixed=0):
         return types.void(buf, b0, out, oo, mul, n, K, col, W, pL), codegen
 
     return wins
+
+
+def _lowest(dtype):
+    """The max identity of a buffer's type: -inf, float16's -inf as uint16
+    bits (see ``max_rows``), or the integer type's least value."""
+    if isinstance(dtype, types.Float):
+        return float("-inf")
+    if dtype == types.uint16:
+        return 0xFC00
+    return -(1 << (dtype.bitwidth - 1)) if dtype.signed else 0
 
 
 def _masked(builder, name, vty, args):
@@ -934,8 +945,6 @@ max_flat_wins, sum_flat_wins = _flat_pass("max"), _flat_pass("sum")
 
 # Rows this short take one vector of this many lanes (``_short``)
 SHORT_LANES = 16
-
-
 
 
 def _short_pass(kind):

@@ -79,6 +79,22 @@ def test_flat_avg_matches_reference(monkeypatch, case, dtype, cip):
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol, equal_nan=True)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("padding", [((1, 1), (2, 1)), ((0, 2), (3, 0)), ((1, 1), (1, 2))], ids=str)
+def test_flat_max_keeps_the_first_of_equal_zeros(monkeypatch, padding, dtype):
+    # a window whose left taps fall in the padding: -0.0 then +0.0 in its
+    # first columns gives -0.0, the first of the equal maxima
+    x = np.full((1, 2, 6, 12), -5.0, dtype)
+    x[..., 0::3] = -0.0
+    x[..., 1::3] = 0.0
+    taken = kernel_args(monkeypatch, ("cf_flat_max_forward",), 0, conv=lambda a: a.size)
+    got = fp.max_pool2d(x, (3, 4), 1, padding)
+    want = max_pool(x, 2, (3, 4), 1, padding)[0]
+    assert taken
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    np.testing.assert_array_equal(got, want)
+
+
 def test_flat_avg_divisor_override(monkeypatch):
     x = np.random.default_rng(3).standard_normal((2, 3, 10, 11))
     taken = kernel_args(monkeypatch, FLAT, 0, conv=lambda a: a.size)
