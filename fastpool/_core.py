@@ -248,6 +248,13 @@ def cf_short_taken(axes) -> tuple | None:
 # cells the row kernels are faster (2.0 vs 2.3-2.6 ms, any group size).  A
 # group is at most FLAT_CELLS cells of whole rows.
 FLAT_MAX_W = 32
+# Max windows of 3 taps and stride 2 on W take them for rows of this many
+# cells (2 * OW, 5-7 outputs: the row kernels' window pass runs those 4 lanes
+# at a time, two overlapping blocks a row): (64, 512, 14, 14) k3 s2 p1 max
+# 0.76-0.98x the row kernels' time, (1, 2) strides 0.5x; 16-cell rows
+# 0.94-1.17x, 32 1.16x (two threads, AVX2 AMD EPYC; where AVX-512 is, the short
+# rows take these first).
+FLAT_S2_W = (10, 14)
 FLAT_CELLS = 1024
 # a flat multiplier table (non-uniform divisors) past this many cells is no
 # longer small beside the planes
@@ -255,16 +262,19 @@ FLAT_MUL_CELLS = 1 << 14
 
 
 @geo.per_plan
-def cf_flat_args(axes) -> tuple | None:
+def cf_flat_args(axes, strided=False) -> tuple | None:
     """Geometry for the flat planes, or None where they do not apply: W
     windows of stride 1, dilation 1, one per cell (padded to the input's
     length), rows of 4 to ``FLAT_MAX_W`` cells (8 with windows on D), and
-    windows of stride 1 on H.  ``(segs, col, pL, K, G, Lb)``: runs of output
-    rows reading the same number of consecutive input rows, ``(first row,
-    rows, input rows each)``; the column of each cell of a group; W's left
-    padding and taps; output rows a group and buffer cells."""
+    windows of stride 1 on H; with ``strided`` (max), also windows of 3 taps
+    and stride 2 on W, two cells an output (``FLAT_S2_W``), any stride on H.
+    ``(segs, col, pL, K, G, Lb, s)``: runs of output rows reading the same
+    number of consecutive input rows, ``(first row, rows, input rows each)``;
+    the output column of each output of a group; W's left padding and taps;
+    output rows a group, buffer cells, and W's stride."""
     t0, t1, t2 = geo.padded3(axes)
-    if not (t2.stride == 1 and t2.step == 1 and t2.out == t2.n and t1.stride == 1):
+    s2 = strided and t2.stride == 2 and t2.kernel == 3 and t2.n == 2 * t2.out and FLAT_S2_W[0] <= t2.n <= FLAT_S2_W[1]
+    if not (t2.step == 1 and ((t2.stride == 1 and t2.out == t2.n) or s2) and (t1.stride == 1 or s2)):
         return None
     W = t2.n
     if not (4 if int(t0.taps.max()) == 1 else 8) <= W <= FLAT_MAX_W:
@@ -277,8 +287,10 @@ def cf_flat_args(axes) -> tuple | None:
             segs.append([oh, 1, int(t1.taps[oh])])
     G = max(1, min(t1.out, FLAT_CELLS // W))
     pl, k = t2.pads[0], t2.kernel
-    col = np.tile(np.arange(W, dtype=np.int32), G)
-    return (np.array(segs, np.int64), col, np.int64(pl), np.int64(k), np.int64(G), np.int64(pl + G * W + k))
+    col = np.tile(np.arange(t2.out, dtype=np.int32), G)
+    # slack: a stride-2 block's wide loads read a cell past its last tap
+    return (np.array(segs, np.int64), col, np.int64(pl), np.int64(k), np.int64(G), np.int64(pl + G * W + k + 1),
+            np.int64(t2.stride))
 
 
 @geo.per_plan

@@ -1146,13 +1146,14 @@ def cf_short_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1
 
 
 @Chunked
-def cf_flat_max_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1, segs, col, pL, K, G, Lb, lowest,
+def cf_flat_max_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1, segs, col, pL, K, G, Lb, s, lowest,
                         ahead):
     """Channels-first max of planes of short rows (see above); x, out flat as
     ``cf_max_forward``'s, ``segs`` rows ``(first output row, rows, input rows
-    each)``, ``col[i] = i % W``, ``G`` output rows a group, ``Lb`` cells of
-    buffer."""
-    S = OH * W
+    each)``, ``col[i] = i % OW``, ``G`` output rows a group, ``Lb`` cells of
+    buffer, ``s`` W's stride (1, or 2 with ``W = 2 * OW``)."""
+    OW = W // s
+    S = OH * OW
     planes = out.size // S
     nch = _chunks(planes, nch)
     if ch >= nch:
@@ -1166,14 +1167,14 @@ def cf_flat_max_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1,
             e = min(a + G, OH)
             _ask_ahead(x, i0 + (nt0[od] - 1) * d0 * H * W + a * W, ahead, (e - a) * W)
             _flat_rows(_simd.max_rows, x, buf, i0, a, e, W, H * W, segs, lo1, d1, d0, nt0[od], pL)
-            _simd.max_flat_wins(buf, 0, out, q * S + a * W, buf, (e - a) * W, K, col, W, pL)
+            _simd.max_flat_wins(buf, 0, out, q * S + a * OW, buf, (e - a) * OW, K, col, W, pL, s)
 
 
 @Chunked
-def cf_flat_sum_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1, segs, col, pL, K, G, Lb, mul, ahead):
+def cf_flat_sum_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1, segs, col, pL, K, G, Lb, s, mul, ahead):
     """Channels-first averages of planes of short rows, as
-    ``cf_flat_max_forward``; ``mul`` rows ``1 / divisor`` of a plane's outputs,
-    one per output depth or a single one for all."""
+    ``cf_flat_max_forward`` with ``s`` 1; ``mul`` rows ``1 / divisor`` of a
+    plane's outputs, one per output depth or a single one for all."""
     S = OH * W
     planes = out.size // S
     nch = _chunks(planes, nch)

@@ -254,11 +254,12 @@ def _taps_out(context, builder, kind, tap, n_k, fixed, mty, mval, o, bty, oty, L
     _store(builder, res, op, builder.add(o_o, o), oal)
 
 
-def _flat_wins(L, kind, fixed=0):
-    """Stride-1 windows along rows of ``W`` cells laid end to end, the rows
-    pass's output for a run of whole rows: ``out[oo + o] = op(buf[b0 + o + k]
-    for k < K)`` for ``o < n`` (``n >= L``), where a tap that falls off its own
-    row (``col[o] + k - pL`` outside ``[0, W)``, ``col[o]`` being o's column)
+def _flat_wins(L, kind, fixed=0, s=1):
+    """Windows of stride ``s`` along rows of ``W = s * OW`` cells laid end to
+    end, the rows pass's output for a run of whole rows: ``out[oo + o] =
+    op(buf[b0 + s*o + k] for k < K)`` for ``o < n`` (``n >= L``), where a tap
+    that falls off its own row (``s*col[o] + k - pL`` outside ``[0, W)``,
+    ``col[o]`` being o's output column)
     counts as padding: 0 for 'sum' (then times ``mul[o]``, rounded to out's
     type), the max identity for 'max' (``_lowest``).  A whole plane in one
     pass: 14-cell rows spent more on per-row calls than on the cells."""
@@ -278,12 +279,21 @@ def _flat_wins(L, kind, fixed=0):
             # turned a window's -0.0 into its +0.0
             pad = ir.Constant(vt, [0.0 if kind == "sum" else _lowest(bty.dtype)] * L)
 
+            wt = ir.VectorType(be, L * s)
+            evens = ir.Constant(ir.VectorType(_I32, L), [j * s for j in range(L)])
+
             def block(o):
-                start = builder.add(b_0, o)
+                start = builder.add(b_0, builder.mul(o, ir.Constant(_I64, s)))
                 cv = _load(builder, cp, o, cvt, cal)
+                if s > 1:
+                    cv = builder.mul(cv, _splat(builder, ir.Constant(ce, s), L))
 
                 def tap(k):
-                    v = _load(builder, bp, builder.add(start, k), vt, bal)
+                    if s == 1:
+                        v = _load(builder, bp, builder.add(start, k), vt, bal)
+                    else:
+                        w = _load(builder, bp, builder.add(start, k), wt, bal)
+                        v = builder.shuffle_vector(w, ir.Constant(wt, ir.Undefined), evens)
                     # unsigned: one compare tests both ends of the row
                     c = builder.add(cv, _splat(builder, builder.trunc(builder.sub(k, p_l), ce), L))
                     return builder.select(builder.icmp_unsigned("<", c, wv), v, pad)
@@ -917,16 +927,26 @@ max_wins, sum_wins = _win_pass("max"), _win_pass("sum")
 
 def _flat_pass(kind):
     f8, f8_3, f4 = _flat_wins(8, kind), _flat_wins(8, kind, 3), _flat_wins(4, kind)
+    # stride 2 (max, 3 taps: _core.cf_flat_args)
+    g8_3, g4_3 = _flat_wins(8, kind, 3, 2), _flat_wins(4, kind, 3, 2)
 
     @njit(inline="always")
-    def wins(buf, b0, out, oo, mul, n, K, col, W, pL):
+    def wins(buf, b0, out, oo, mul, n, K, col, W, pL, s=1):
         if _CHECK:
             _span(out, oo, n)
             _span(col, 0, n)
-            _span(buf, b0, n + K - 1)
+            # a stride-2 block's wide loads read one cell past its last tap
+            _span(buf, b0, s * n + K - 1)
             if kind == "sum":
                 _span(mul, 0, n)
-        if n < 8:
+            if s != 1 and (s != 2 or K != 3):
+                raise IndexError("fastpool: flat windows of stride 2 take 3 taps")
+        if s == 2:
+            if n >= 8:
+                g8_3(buf, b0, out, oo, mul, n, K, col, W, pL)
+            else:
+                g4_3(buf, b0, out, oo, mul, n, K, col, W, pL)
+        elif n < 8:
             f4(buf, b0, out, oo, mul, n, K, col, W, pL)
         elif K == 3:
             f8_3(buf, b0, out, oo, mul, n, K, col, W, pL)
@@ -936,10 +956,10 @@ def _flat_pass(kind):
     return wins
 
 
-# ``max_flat_wins(buf, b0, out, oo, mul, n, K, col, W, pL)``: the windows of a run
-# of whole rows laid end to end in ``buf`` (see ``_flat_wins``), ``n >= 4``
-# (``mul`` unused); ``sum_flat_wins`` adds the taps, multiplies by ``mul[o]``
-# and rounds to out's type.
+# ``max_flat_wins(buf, b0, out, oo, mul, n, K, col, W, pL, s=1)``: the windows of
+# a run of whole rows laid end to end in ``buf`` (see ``_flat_wins``), ``n >= 4``
+# (``mul`` unused), stride ``s`` 1 or 2 (then K = 3); ``sum_flat_wins`` adds the
+# taps, multiplies by ``mul[o]`` and rounds to out's type.
 max_flat_wins, sum_flat_wins = _flat_pass("max"), _flat_pass("sum")
 
 

@@ -125,7 +125,7 @@ def _max(cn: Canon, axes, want_idx: bool, out=None):
         short = cf_short_taken(axes)
         if short is not None:
             return _short_max(cn, axes, short, out)
-        flat = cf_flat_args(axes)
+        flat = cf_flat_args(axes, True)
         if flat is not None:
             return _flat_max(cn, axes, flat, out)
     if (not want_idx and cn.x5.dtype == np.float16 and cn.x5.shape[4] == 1 and cn.x5.size

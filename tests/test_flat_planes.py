@@ -128,10 +128,63 @@ def test_flat_routing(spatial, kernel, stride, padding, takes):
     assert (_core.cf_flat_args(axes) is not None) == takes
 
 
+@pytest.mark.parametrize("spatial, kernel, stride, padding, takes", [
+    ((14, 14), 3, 2, 1, True),
+    ((14, 10), 3, (1, 2), 1, True),
+    ((9, 12), (2, 3), (3, 2), (0, 1), True),
+    ((14, 16), 3, 2, 1, False),          # rows past FLAT_S2_W
+    ((14, 8), 3, 2, 1, False),           # rows short of it
+    ((14, 14), 2, 2, 0, False),          # 2 taps: the 2x2 quads
+    ((14, 13), 3, 2, 1, False),          # W is not 2 * OW
+    ((14, 14), 3, 2, 0, False),
+    ((14, 14), 3, 3, 1, False),          # stride 3
+])
+def test_flat_stride2_routing(spatial, kernel, stride, padding, takes):
+    axes = geo.plan(window_spec(2, kernel, stride, padding, 1, False, "channels_first"), spatial)
+    assert (_core.cf_flat_args(axes, True) is not None) == takes
+    assert _core.cf_flat_args(axes) is None or stride == 1    # averages keep stride 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int8, np.uint8, np.int32])
+@pytest.mark.parametrize("case", [
+    # nd, input shape, kernel, stride, padding, ceil_mode
+    (2, (2, 3, 14, 14), 3, 2, 1, False),
+    (2, (1, 2, 14, 10), 3, (1, 2), 1, False),
+    (2, (1, 2, 10, 12), (2, 3), (3, 2), (0, 1), False),
+    (2, (1, 2, 150, 12), 3, 2, 1, False),           # a plane in several groups of rows
+    (2, (1, 2, 7, 14), 3, 2, ((0, 2), (1, 0)), False),
+    (3, (1, 2, 5, 9, 14), 3, 2, 1, False),          # windows on D
+    (1, (2, 3, 12), 3, 2, 1, False),
+], ids=str)
+def test_flat_stride2_max_matches_reference(monkeypatch, case, dtype):
+    nd, shape, kernel, stride, padding, ceil = case
+    x = sprinkled(np.random.default_rng(shape[-1] + 5 * shape[-2]), shape, dtype, 30,
+                  ((np.nan, 3), (-np.inf, 4), (np.inf, 1)))
+    if dtype in (np.float32, np.float64, np.float16):
+        x[..., 0, 0::3] = -0.0
+        x[..., 0, 1::3] = 0.0
+    taken = kernel_args(monkeypatch, FLAT, 0, conv=lambda a: a.size)
+    geom = dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=ceil)
+    got = getattr(fp, f"max_pool{nd}d")(x, **geom)
+    want = max_pool(x, nd, **geom)[0]
+    assert taken, "the flat planes were not taken"
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
 def test_flat_segments_and_groups():
     axes = geo.plan(window_spec(2, 3, 1, 1, 1, False, "channels_first"), (150, 16))
-    segs, col, pl, k, g, lb = _core.cf_flat_args(axes)
+    segs, col, pl, k, g, lb, s = _core.cf_flat_args(axes)
     # top row reads 2 input rows, then 148 rows of 3, then the bottom row's 2
     assert segs.tolist() == [[0, 1, 2], [1, 148, 3], [149, 1, 2]]
     assert g == _core.FLAT_CELLS // 16 and col.tolist() == list(range(16)) * int(g)
-    assert (pl, k) == (1, 3) and lb >= pl + g * 16 + k - 1
+    assert (pl, k, s) == (1, 3, 1) and lb >= pl + g * 16 + k - 1
+
+
+def test_flat_stride2_segments_and_columns():
+    # stride 2 on H: every output row its own run of 3 input rows (2 at the top)
+    axes = geo.plan(window_spec(2, 3, 2, 1, 1, False, "channels_first"), (14, 14))
+    segs, col, pl, k, g, lb, s = _core.cf_flat_args(axes, True)
+    assert segs.tolist() == [[0, 1, 2]] + [[r, 1, 3] for r in range(1, 7)]
+    assert col.tolist() == list(range(7)) * int(g) and s == 2
+    assert lb >= 2 * g * 7 + k - 1

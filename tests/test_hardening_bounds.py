@@ -73,6 +73,17 @@ def cases():
         c[f"max cf flat {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s[:3] + (20,)), 3, 1, 1)
         c[f"avg cf flat {tag}"] = lambda fp, r, s=cf: fp.avg_pool2d(_x(r, s[:3] + (20,)), 3, 1, 1)
         c[f"avg cf flat 3d {tag}"] = lambda fp, r, s=cf: fp.avg_pool3d(_x(r, s[:2] + (3,) + s[2:3] + (20,)), (2, 3, 3), 1, (0, 1, 1))
+
+        def flat_s2(fp, r, s=cf):
+            # stride-2 flat windows, where the short rows (forced on here) are off
+            cheap = fp._simd.has_avx512
+            fp._simd.has_avx512 = lambda: False
+            try:
+                return (fp.max_pool2d(_x(r, s[:3] + (14,)), 3, 2, 1), fp.max_pool2d(_x(r, s[:3] + (10,)), 3, (1, 2), 1),
+                        fp.max_pool2d(_x(r, s[:3] + (12,)).astype(np.float16), 3, 2, 1))
+            finally:
+                fp._simd.has_avx512 = cheap
+        c[f"max cf flat s2 {tag}"] = flat_s2
         # short rows: masked loads and stores, rows of 2 or 3 taps, windows on D, float16 bits
         c[f"max cf short {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s[:3] + (14,)), 3, 2, 1)
         c[f"avg cf short {tag}"] = lambda fp, r, s=cf: fp.avg_pool2d(_x(r, s[:3] + (7,)), 3, 1, 1, count_include_pad=False)
