@@ -927,39 +927,52 @@ max_wins, sum_wins = _win_pass("max"), _win_pass("sum")
 
 def _flat_pass(kind):
     f8, f8_3, f4 = _flat_wins(8, kind), _flat_wins(8, kind, 3), _flat_wins(4, kind)
-    # stride 2 (max, 3 taps: _core.cf_flat_args)
-    g8_3, g4_3 = _flat_wins(8, kind, 3, 2), _flat_wins(4, kind, 3, 2)
 
     @njit(inline="always")
-    def wins(buf, b0, out, oo, mul, n, K, col, W, pL, s=1):
+    def wins(buf, b0, out, oo, mul, n, K, col, W, pL):
         if _CHECK:
             _span(out, oo, n)
             _span(col, 0, n)
-            # a stride-2 block's wide loads read one cell past its last tap
-            _span(buf, b0, s * n + K - 1)
+            _span(buf, b0, n + K - 1)
             if kind == "sum":
                 _span(mul, 0, n)
-            if s != 1 and (s != 2 or K != 3):
-                raise IndexError("fastpool: flat windows of stride 2 take 3 taps")
-        if s == 2:
-            if n >= 8:
-                g8_3(buf, b0, out, oo, mul, n, K, col, W, pL)
-            else:
-                g4_3(buf, b0, out, oo, mul, n, K, col, W, pL)
-        elif n < 8:
+        if n < 8:
             f4(buf, b0, out, oo, mul, n, K, col, W, pL)
         elif K == 3:
             f8_3(buf, b0, out, oo, mul, n, K, col, W, pL)
         else:
             f8(buf, b0, out, oo, mul, n, K, col, W, pL)
 
-    return wins
+    if kind == "sum":
+        return wins
+    # stride 2, 3 taps (_core.cf_flat_args); the sums have no call site for them
+    g8_3, g4_3 = _flat_wins(8, kind, 3, 2), _flat_wins(4, kind, 3, 2)
+
+    @njit(inline="always")
+    def strided(buf, b0, out, oo, mul, n, K, col, W, pL, s):
+        if s == 1:
+            wins(buf, b0, out, oo, mul, n, K, col, W, pL)
+            return
+        if _CHECK:
+            _span(out, oo, n)
+            _span(col, 0, n)
+            # the wide loads of a block read one cell past its last tap
+            _span(buf, b0, 2 * n + K - 1)
+            if s != 2 or K != 3:
+                raise IndexError("fastpool: flat windows of stride 2 take 3 taps")
+        if n >= 8:
+            g8_3(buf, b0, out, oo, mul, n, K, col, W, pL)
+        else:
+            g4_3(buf, b0, out, oo, mul, n, K, col, W, pL)
+
+    return strided
 
 
-# ``max_flat_wins(buf, b0, out, oo, mul, n, K, col, W, pL, s=1)``: the windows of
-# a run of whole rows laid end to end in ``buf`` (see ``_flat_wins``), ``n >= 4``
-# (``mul`` unused), stride ``s`` 1 or 2 (then K = 3); ``sum_flat_wins`` adds the
-# taps, multiplies by ``mul[o]`` and rounds to out's type.
+# ``max_flat_wins(buf, b0, out, oo, mul, n, K, col, W, pL, s)``: the windows of a
+# run of whole rows laid end to end in ``buf`` (see ``_flat_wins``), ``n >= 4``
+# (``mul`` unused), stride ``s`` 1 or 2 (then K = 3); ``sum_flat_wins(buf, b0,
+# out, oo, mul, n, K, col, W, pL)``, stride 1, adds the taps, multiplies by
+# ``mul[o]`` and rounds to out's type.
 max_flat_wins, sum_flat_wins = _flat_pass("max"), _flat_pass("sum")
 
 
