@@ -480,6 +480,26 @@ def _cells_of_planes(builder, xp, starts, i, vt):
     return t
 
 
+def _blocks_of_planes(builder, L, G, first, pairs, one_more, starts, acc, step, comb):
+    """Each plane ``q``'s L-cell blocks into its two accumulators ``acc[q]``
+    (``step(slot, cell)``), ``G`` planes at a time: blocks ``first, first + 2L,
+    ...`` below ``pairs`` into the first and the block after each into the
+    second, then the block at ``pairs`` into the first if ``one_more``; ->
+    each plane's two accumulators ``comb``-ined, in plane order."""
+    lv, lv2 = ir.Constant(_I64, L), ir.Constant(_I64, 2 * L)
+    vs = []
+    for g0 in range(0, L, G):
+        with cgutils.for_range_slice(builder, first, pairs, lv2, inc=True) as (i, _):
+            for q in range(g0, g0 + G):
+                step(acc[q][0], builder.add(starts[q], i))
+                step(acc[q][1], builder.add(starts[q], builder.add(i, lv)))
+        with builder.if_then(one_more):
+            for q in range(g0, g0 + G):
+                step(acc[q][0], builder.add(starts[q], pairs))
+        vs += [comb(builder.load(a[0]), builder.load(a[1])) for a in acc[g0:g0 + G]]
+    return vs
+
+
 def _plane_sums8(G=8):
     """``out[r0 + p] = plane_sum(x, o0 + p*S, S) / div`` for the 8 planes
     ``p < 8``, rounded to out's type: each plane's sum in ``_plane_sum(8)``'s
@@ -516,16 +536,7 @@ def _plane_sums8(G=8):
 
             pairs = builder.mul(builder.sdiv(n, lv2), lv2)
             one_more = builder.icmp_signed(">=", builder.sub(n, pairs), lv)
-            vs = []
-            for g0 in range(0, L, G):
-                with cgutils.for_range_slice(builder, ir.Constant(_I64, 0), pairs, lv2, inc=True) as (i, _):
-                    for q in range(g0, g0 + G):
-                        add(acc[q][0], builder.add(starts[q], i))
-                        add(acc[q][1], builder.add(starts[q], builder.add(i, lv)))
-                with builder.if_then(one_more):
-                    for q in range(g0, g0 + G):
-                        add(acc[q][0], builder.add(starts[q], pairs))
-                vs += [builder.fadd(builder.load(a[0]), builder.load(a[1])) for a in acc[g0:g0 + G]]
+            vs = _blocks_of_planes(builder, L, G, ir.Constant(_I64, 0), pairs, one_more, starts, acc, add, builder.fadd)
             total = cgutils.alloca_once_value(builder, _planes_to_lanes(builder, vs, L, builder.fadd))
             rest = builder.add(pairs, builder.select(one_more, lv, ir.Constant(_I64, 0)))
             with cgutils.for_range_slice(builder, rest, n, ir.Constant(_I64, 1), inc=True) as (i, _):
@@ -571,16 +582,8 @@ def _plane_maxes8(G=8):
 
             pairs = builder.mul(builder.sdiv(n, lv2), lv2)
             one_more = builder.icmp_signed(">=", builder.sub(n, pairs), lv)
-            vs = []
-            for g0 in range(0, L, G):
-                with cgutils.for_range_slice(builder, lv2, pairs, lv2, inc=True) as (i, _):
-                    for q in range(g0, g0 + G):
-                        more(acc[q][0], builder.add(starts[q], i))
-                        more(acc[q][1], builder.add(starts[q], builder.add(i, lv)))
-                with builder.if_then(one_more):
-                    for q in range(g0, g0 + G):
-                        more(acc[q][0], builder.add(starts[q], pairs))
-                vs += [comb(builder.load(a[0]), builder.load(a[1])) for a in acc[g0:g0 + G]]
+            # the first two blocks are the accumulators' starting values
+            vs = _blocks_of_planes(builder, L, G, lv2, pairs, one_more, starts, acc, more, comb)
             total = cgutils.alloca_once_value(builder, _planes_to_lanes(builder, vs, L, comb))
             rest = builder.add(pairs, builder.select(one_more, lv, ir.Constant(_I64, 0)))
             with cgutils.for_range_slice(builder, rest, n, ir.Constant(_I64, 1), inc=True) as (i, _):
