@@ -1171,11 +1171,11 @@ def cf_flat_max_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1,
 
 
 @Chunked
-def cf_flat_sum_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1, segs, col, pL, K, G, Lb, s, mul,
-                        ahead):
+def cf_flat_sum_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1, segs, col, pL, K, G, Lb, mul, ahead):
     """Channels-first averages of planes of short rows, as
-    ``cf_flat_max_forward`` with ``s`` 1; ``mul`` rows ``1 / divisor`` of a
-    plane's outputs, one per output depth or a single one for all."""
+    ``cf_flat_max_forward`` (stride 1 on W: ``cf_flat_args`` without its
+    stride); ``mul`` rows ``1 / divisor`` of a plane's outputs, one per output
+    depth or a single one for all."""
     S = OH * W
     planes = out.size // S
     nch = _chunks(planes, nch)

@@ -388,7 +388,7 @@ def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes):
         mul = None if flat is None else flat_multipliers(axes, *dv)
         if mul is not None:
             _cpu.pick(_cpu.cf_flat_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1),
-                                                           *_cf_dims(xin, out5)[:5], *_flat_dims(axes), *flat, mul,
+                                                           *_cf_dims(xin, out5)[:5], *_flat_dims(axes), *flat[:6], mul,
                                                            cf_ahead(axes, xin)[0])
             return
     if xin.shape[4] == 1:
