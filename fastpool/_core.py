@@ -269,7 +269,8 @@ def cf_flat_args(axes, strided=False) -> tuple | None:
     windows of stride 1 on H; with ``strided`` (max), also windows of 3 taps
     and stride 2 on W, two cells an output (``FLAT_S2_W``), any stride on H.
     ``(segs, col, pL, K, G, Lb, s)``: runs of output rows reading the same
-    number of consecutive input rows, ``(first row, rows, input rows each)``;
+    number of input rows, ``(first row, rows, input rows each, input rows from
+    one output row's first to the next's)``;
     the output column of each output of a group; W's left padding and taps;
     output rows a group, buffer cells, and W's stride."""
     t0, t1, t2 = geo.padded3(axes)
@@ -281,10 +282,12 @@ def cf_flat_args(axes, strided=False) -> tuple | None:
         return None
     segs = []
     for oh in range(t1.out):
-        if segs and segs[-1][2] == t1.taps[oh] and t1.lo[oh] == t1.lo[oh - 1] + 1:
+        step = int(t1.lo[oh] - t1.lo[oh - 1]) if oh else 0
+        if segs and segs[-1][2] == t1.taps[oh] and step >= 1 and (segs[-1][1] == 1 or segs[-1][3] == step):
             segs[-1][1] += 1
+            segs[-1][3] = step
         else:
-            segs.append([oh, 1, int(t1.taps[oh])])
+            segs.append([oh, 1, int(t1.taps[oh]), 1])
     G = max(1, min(t1.out, FLAT_CELLS // W))
     pl, k = t2.pads[0], t2.kernel
     col = np.tile(np.arange(t2.out, dtype=np.int32), G)

@@ -141,13 +141,14 @@ def _fold(builder, first, n, fixed, get, combine):
     return res
 
 
-def _rows(L, kind, fixed=0, planes=False, nan=True):
+def _rows(L, kind, fixed=0, planes=False, nan=True, runs=False):
     """A whole row: ``buf[pl + w] = op over q < Q, r < R of x[o0 + q*qs + r*rs + w]``
     for ``w < W`` (``W >= L``, ``Q, R >= 1``; ``fixed``: R is that; Q, the
     depth taps of 3-D windows, is 1 unless ``planes``: a loop over planes in
     every block measured 1.3-2.5x slower on 2-D rows).  'max' keeps x's type;
     'sum' adds in buf's (float64), each plane's rows first; ``nan=False``: see
-    ``_vmax``."""
+    ``_vmax``.  ``runs``: Q rows of output, ``buf[pl + q*W + w] = op over r < R
+    of x[o0 + q*qs + r*rs + w]`` (windows strided on H, one call a run)."""
 
     @intrinsic
     def rows(typingctx, x, o0, rs, R, qs, Q, W, buf, pl):
@@ -173,12 +174,20 @@ def _rows(L, kind, fixed=0, planes=False, nan=True):
 
                     return _fold(builder, row(ir.Constant(_I64, 0)), n_r, fixed, row, comb)
 
+                if runs:
+                    _store(builder, plane(q_run), bp, builder.add(builder.add(p_l, builder.mul(q_run, n_w)), w), bal)
+                    return
                 acc = plane(ir.Constant(_I64, 0))
                 if planes:
                     acc = _fold(builder, acc, n_q, 0, plane, comb)
                 _store(builder, acc, bp, builder.add(p_l, w), bal)
 
-            _blocks(builder, n_w, L, block)
+            if runs:
+                with cgutils.for_range(builder, n_q) as loop:
+                    q_run = loop.index
+                    _blocks(builder, n_w, L, block)
+            else:
+                _blocks(builder, n_w, L, block)
             return context.get_dummy_value()
 
         return types.void(x, o0, rs, R, qs, Q, W, buf, pl), codegen
@@ -876,6 +885,24 @@ def _plane_row_pass(kind):
     return rows
 
 
+def _run_pass(kind):
+    r8, r8_3 = _rows(8, kind, runs=True), _rows(8, kind, 3, runs=True)
+
+    @njit(inline="always")
+    def runs(x, o0, rs, R, qs, Q, W, buf, pl):
+        if _CHECK:
+            if W < 8:
+                raise IndexError("fastpool: runs of rows take 8 cells or more")
+            for q in range(Q):
+                _check_rows(x, o0 + q * qs, rs, R, 0, 1, W, buf, pl + q * W)
+        if R == 3:
+            r8_3(x, o0, rs, R, qs, Q, W, buf, pl)
+        else:
+            r8(x, o0, rs, R, qs, Q, W, buf, pl)
+
+    return runs
+
+
 def _win_pass(kind):
     w8s1, w8s1_2, w8s1_3 = _wins(8, 1, kind), _wins(8, 1, kind, 2), _wins(8, 1, kind, 3)
     a8s1_2, a8s1_3 = _wins(8, 1, kind, 2, True), _wins(8, 1, kind, 3, True)
@@ -923,6 +950,11 @@ def _win_pass(kind):
 # arrays as float16 bits (Numba has no CPU float16 type; uint16 is no pooling
 # dtype): it compares them as halves and moves the bits, so NaN payloads survive.
 max_rows, sum_rows = _row_pass("max"), _row_pass("sum")
+# ``max_row_runs(x, o0, rs, R, qs, Q, W, buf, pl)``: Q rows of output, ``buf[pl +
+# q*W + w] = max over r < R of x[o0 + q*qs + r*rs + w]``, ``W >= 8``: windows
+# strided on H in one call, where one call a row cost more in dispatch than in
+# work ((64, 16, 14, 14) k3 s2 p1: seven 14-cell rows a plane).
+max_row_runs = _run_pass("max")
 # ``sum_plane_rows(x, o0, rs, R, W, buf, pl)``: ``sum_rows`` with one plane.
 sum_plane_rows = _plane_row_pass("sum")
 max_wins, sum_wins = _win_pass("max"), _win_pass("sum")

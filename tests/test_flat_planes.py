@@ -147,24 +147,25 @@ def test_flat_stride2_routing(spatial, kernel, stride, padding, takes):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int8, np.uint8, np.int32])
 @pytest.mark.parametrize("case", [
-    # nd, input shape, kernel, stride, padding, ceil_mode
-    (2, (2, 3, 14, 14), 3, 2, 1, False),
-    (2, (1, 2, 14, 10), 3, (1, 2), 1, False),
-    (2, (1, 2, 10, 12), (2, 3), (3, 2), (0, 1), False),
-    (2, (1, 2, 150, 12), 3, 2, 1, False),           # a plane in several groups of rows
-    (2, (1, 2, 7, 14), 3, 2, ((0, 2), (1, 0)), False),
-    (3, (1, 2, 5, 9, 14), 3, 2, 1, False),          # windows on D
-    (1, (2, 3, 12), 3, 2, 1, False),
+    # nd, input shape, kernel, stride, padding, dilation
+    (2, (2, 3, 14, 14), 3, 2, 1, 1),
+    (2, (1, 2, 14, 10), 3, (1, 2), 1, 1),
+    (2, (1, 2, 10, 12), (2, 3), (3, 2), (0, 1), 1),  # runs of 2 input rows, 3 apart
+    (2, (1, 2, 150, 12), 3, 2, 1, 1),               # a plane in several groups of rows
+    (2, (1, 2, 7, 14), 3, 2, ((0, 2), (1, 0)), 1),
+    (2, (1, 2, 15, 14), 3, 2, 1, (2, 1)),           # dilation on H
+    (3, (1, 2, 5, 9, 14), 3, 2, 1, 1),              # windows on D
+    (1, (2, 3, 12), 3, 2, 1, 1),
 ], ids=str)
 def test_flat_stride2_max_matches_reference(monkeypatch, case, dtype):
-    nd, shape, kernel, stride, padding, ceil = case
+    nd, shape, kernel, stride, padding, dilation = case
     x = sprinkled(np.random.default_rng(shape[-1] + 5 * shape[-2]), shape, dtype, 30,
                   ((np.nan, 3), (-np.inf, 4), (np.inf, 1)))
     if dtype in (np.float32, np.float64, np.float16):
         x[..., 0, 0::3] = -0.0
         x[..., 0, 1::3] = 0.0
     taken = kernel_args(monkeypatch, FLAT, 0, conv=lambda a: a.size)
-    geom = dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=ceil)
+    geom = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation)
     got = getattr(fp, f"max_pool{nd}d")(x, **geom)
     want = max_pool(x, nd, **geom)[0]
     assert taken, "the flat planes were not taken"
@@ -176,15 +177,16 @@ def test_flat_segments_and_groups():
     axes = geo.plan(window_spec(2, 3, 1, 1, 1, False, "channels_first"), (150, 16))
     segs, col, pl, k, g, lb, s = _core.cf_flat_args(axes)
     # top row reads 2 input rows, then 148 rows of 3, then the bottom row's 2
-    assert segs.tolist() == [[0, 1, 2], [1, 148, 3], [149, 1, 2]]
+    assert segs.tolist() == [[0, 1, 2, 1], [1, 148, 3, 1], [149, 1, 2, 1]]
     assert g == _core.FLAT_CELLS // 16 and col.tolist() == list(range(16)) * int(g)
     assert (pl, k, s) == (1, 3, 1) and lb >= pl + g * 16 + k - 1
 
 
 def test_flat_stride2_segments_and_columns():
-    # stride 2 on H: every output row its own run of 3 input rows (2 at the top)
+    # stride 2 on H: the top row reads 2 input rows, the six below 3 each,
+    # their first rows 2 apart
     axes = geo.plan(window_spec(2, 3, 2, 1, 1, False, "channels_first"), (14, 14))
     segs, col, pl, k, g, lb, s = _core.cf_flat_args(axes, True)
-    assert segs.tolist() == [[0, 1, 2]] + [[r, 1, 3] for r in range(1, 7)]
+    assert segs.tolist() == [[0, 1, 2, 1], [1, 6, 3, 2]]
     assert col.tolist() == list(range(7)) * int(g) and s == 2
     assert lb >= 2 * g * 7 + k - 1
