@@ -1167,11 +1167,11 @@ def cf_short_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1
 
 @Chunked
 def cf_flat_max_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1, segs, col, pL, K, G, Lb, s, lowest,
-                        ahead):
+                        ahead, an):
     """Channels-first max of planes of short rows (see above); x, out flat as
     ``cf_max_forward``'s, ``segs`` as ``_core.cf_flat_args``', ``col[i] = i %
     OW``, ``G`` output rows a group, ``Lb`` cells of buffer, ``s`` W's stride
-    (1, or 2 with ``W = 2 * OW``)."""
+    (1, or 2 with ``W = 2 * OW``); ``ahead``, ``an`` as ``_core.cf_ahead``'s."""
     OW = W // s
     S = OH * OW
     planes = out.size // S
@@ -1185,13 +1185,14 @@ def cf_flat_max_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1,
         i0 = (b * D + lo0[od]) * H * W
         for a in range(0, OH, G):
             e = min(a + G, OH)
-            _ask_ahead(x, i0 + (nt0[od] - 1) * d0 * H * W + a * W, ahead, (e - a) * W)
+            _ask_ahead(x, i0 + (nt0[od] - 1) * d0 * H * W + lo1[a] * W, ahead, (e - a) * an)
             _flat_rows(_simd.max_rows, _simd.max_row_runs, x, buf, i0, a, e, W, H * W, segs, lo1, d1, d0, nt0[od], pL)
             _simd.max_flat_wins(buf, 0, out, q * S + a * OW, buf, (e - a) * OW, K, col, W, pL, s)
 
 
 @Chunked
-def cf_flat_sum_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1, segs, col, pL, K, G, Lb, mul, ahead):
+def cf_flat_sum_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1, segs, col, pL, K, G, Lb, mul, ahead,
+                        an):
     """Channels-first averages of planes of short rows, as
     ``cf_flat_max_forward`` (stride 1 on W: ``cf_flat_args`` without its
     stride); ``mul`` rows ``1 / divisor`` of a plane's outputs, one per output
@@ -1209,7 +1210,7 @@ def cf_flat_sum_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1,
         mrow = mul[od if mul.shape[0] > 1 else 0]
         for a in range(0, OH, G):
             e = min(a + G, OH)
-            _ask_ahead(x, i0 + (nt0[od] - 1) * d0 * H * W + a * W, ahead, (e - a) * W)
+            _ask_ahead(x, i0 + (nt0[od] - 1) * d0 * H * W + lo1[a] * W, ahead, (e - a) * an)
             _flat_rows(_simd.sum_rows, None, x, buf, i0, a, e, W, H * W, segs, lo1, d1, d0, nt0[od], pL)
             _simd.sum_flat_wins(buf, 0, out, q * S + a * W, mrow[a * W:], (e - a) * W, K, col, W, pL)
 

@@ -178,7 +178,7 @@ def _bits_max(cn: Canon, axes, out):
 def _flat_max(cn: Canon, axes, flat, out=None):
     out5, xk, ok, low = _bits_max(cn, axes, out)
     _cpu.pick(_cpu.cf_flat_max_forward, xk, ok)(xk, ok, *_cf_dims(cn.x5, out5)[:5], *_flat_dims(axes), *flat, low,
-                                                cf_ahead(axes, cn.x5)[0])
+                                                *cf_ahead(axes, cn.x5))
     return _finish(cn, out5, axes, _out_dtype(cn, "max"), out)
 
 
@@ -389,7 +389,7 @@ def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes):
         if mul is not None:
             _cpu.pick(_cpu.cf_flat_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1),
                                                            *_cf_dims(xin, out5)[:5], *_flat_dims(axes), *flat[:6], mul,
-                                                           cf_ahead(axes, xin)[0])
+                                                           *cf_ahead(axes, xin))
             return
     if xin.shape[4] == 1:
         _cpu.pick(_cpu.cf_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
