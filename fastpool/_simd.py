@@ -263,7 +263,7 @@ def _taps_out(context, builder, kind, tap, n_k, fixed, mty, mval, o, bty, oty, L
     _store(builder, res, op, builder.add(o_o, o), oal)
 
 
-def _flat_wins(L, kind, fixed=0, s=1):
+def _flat_wins(L, kind, fixed=0, s=1, centred=False):
     """Windows of stride ``s`` along rows of ``W = s * OW`` cells laid end to
     end, the rows pass's output for a run of whole rows: ``out[oo + o] =
     op(buf[b0 + s*o + k] for k < K)`` for ``o < n`` (``n >= L``), where a tap
@@ -271,7 +271,10 @@ def _flat_wins(L, kind, fixed=0, s=1):
     ``col[o]`` being o's output column)
     counts as padding: 0 for 'sum' (then times ``mul[o]``, rounded to out's
     type), the max identity for 'max' (``_lowest``).  A whole plane in one
-    pass: 14-cell rows spent more on per-row calls than on the cells."""
+    pass: 14-cell rows spent more on per-row calls than on the cells.
+    ``centred`` (``fixed`` 3, ``pL`` 1): the centre tap is never off its row,
+    the first only at column 0 and the last only at column ``W - 1`` (never at
+    stride 2): one compare where a tap can be off, none where it cannot."""
 
     @intrinsic
     def wins(typingctx, buf, b0, out, oo, mul, n, K, col, W, pL):
@@ -294,7 +297,7 @@ def _flat_wins(L, kind, fixed=0, s=1):
             def block(o):
                 start = builder.add(b_0, builder.mul(o, ir.Constant(_I64, s)))
                 cv = _load(builder, cp, o, cvt, cal)
-                if s > 1:
+                if s > 1 and not centred:
                     cv = builder.mul(cv, _splat(builder, ir.Constant(ce, s), L))
 
                 def tap(k):
@@ -303,6 +306,13 @@ def _flat_wins(L, kind, fixed=0, s=1):
                     else:
                         w = _load(builder, bp, builder.add(start, k), wt, bal)
                         v = builder.shuffle_vector(w, ir.Constant(wt, ir.Undefined), evens)
+                    if centred:
+                        k = k.constant
+                        if k == 1 or (k == 2 and s > 1):
+                            return v
+                        edge = (ir.Constant(cvt, [0] * L) if k == 0
+                                else builder.sub(wv, _splat(builder, ir.Constant(ce, 1), L)))
+                        return builder.select(builder.icmp_unsigned("!=", cv, edge), v, pad)
                     # unsigned: one compare tests both ends of the row
                     c = builder.add(cv, _splat(builder, builder.trunc(builder.sub(k, p_l), ce), L))
                     return builder.select(builder.icmp_unsigned("<", c, wv), v, pad)
@@ -962,6 +972,7 @@ max_wins, sum_wins = _win_pass("max"), _win_pass("sum")
 
 def _flat_pass(kind):
     f8, f8_3, f4 = _flat_wins(8, kind), _flat_wins(8, kind, 3), _flat_wins(4, kind)
+    c8_3 = _flat_wins(8, kind, 3, 1, True)
 
     @njit(inline="always")
     def wins(buf, b0, out, oo, mul, n, K, col, W, pL):
@@ -973,6 +984,8 @@ def _flat_pass(kind):
                 _span(mul, 0, n)
         if n < 8:
             f4(buf, b0, out, oo, mul, n, K, col, W, pL)
+        elif K == 3 and pL == 1:
+            c8_3(buf, b0, out, oo, mul, n, K, col, W, pL)
         elif K == 3:
             f8_3(buf, b0, out, oo, mul, n, K, col, W, pL)
         else:
@@ -981,7 +994,7 @@ def _flat_pass(kind):
     if kind == "sum":
         return wins
     # stride 2, 3 taps (_core.cf_flat_args); the sums have no call site for them
-    g8_3, g4_3 = _flat_wins(8, kind, 3, 2), _flat_wins(4, kind, 3, 2)
+    g8_3, g4_3, h8_3 = _flat_wins(8, kind, 3, 2), _flat_wins(4, kind, 3, 2), _flat_wins(8, kind, 3, 2, True)
 
     @njit(inline="always")
     def strided(buf, b0, out, oo, mul, n, K, col, W, pL, s):
@@ -995,7 +1008,9 @@ def _flat_pass(kind):
             _span(buf, b0, 2 * n + K - 1)
             if s != 2 or K != 3:
                 raise IndexError("fastpool: flat windows of stride 2 take 3 taps")
-        if n >= 8:
+        if n >= 8 and pL == 1:
+            h8_3(buf, b0, out, oo, mul, n, K, col, W, pL)
+        elif n >= 8:
             g8_3(buf, b0, out, oo, mul, n, K, col, W, pL)
         else:
             g4_3(buf, b0, out, oo, mul, n, K, col, W, pL)
