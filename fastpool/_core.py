@@ -253,7 +253,7 @@ FLAT_MAX_W = 32
 # at a time, two overlapping blocks a row): (64, 512, 14, 14) k3 s2 p1 max
 # 0.76-0.98x the row kernels' time, (1, 2) strides 0.5x; 16-cell rows
 # 0.94-1.17x, 32 1.16x (two threads, AVX2 AMD EPYC; where AVX-512 is, the short
-# rows take these first).
+# rows take these first).  At most 16: ``_simd.max_row_runs`` takes rows of 9-16.
 FLAT_S2_W = (10, 14)
 FLAT_CELLS = 1024
 # a flat multiplier table (non-uniform divisors) past this many cells is no
