@@ -53,8 +53,12 @@ ORT_IR_VERSION = 10
 # (64, 512, 14, 14), 2 threads, medians of 6) was 20 ms in the first 20 ms,
 # 20 ms in the next 30 and 0.1 ms after that; PyTorch's 8-11 ms in the first
 # 20 ms and none after, fastpool's 1 ms.  After a 20 ms pause the next
-# library's calls in the following 15 ms ran at half speed behind it.
-PAUSE_S = 0.05
+# library's calls in the following 15 ms ran at half speed behind it.  On a
+# later VM (Zen 4, 2026-11-24) the worker spun on past 50 ms: 10.7 ms of CPU in
+# 50-100 ms after max k3s2p1 (64, 512, 14, 14), 3.6 ms in 100-200 (medians of
+# 6), and fastpool's block after a 50 ms pause ran 3.1-3.3 ms against 2.0-2.3 ms
+# with the worker's spinning turned off (onnxruntime's own time the same).
+PAUSE_S = 0.1
 # The first call after the pause wakes a sleeping thread pool, and on a 2-core
 # VM the kernel often puts the woken worker on the caller's core, so that call
 # runs at about one thread's speed.  That first call is recorded on its own
@@ -68,7 +72,7 @@ PAUSE_S = 0.05
 # in the same rounds.  With 5 blocks of 9 calls a peer's median was whichever
 # phase its few blocks fell in (fastpool / PyTorch 1.11-1.85 in three runs);
 # the order changes so that no library always follows the same one (rotated,
-# fastpool always followed onnxruntime, whose workers spin for up to ~50 ms).
+# fastpool always followed onnxruntime, whose workers spin for ~50-100 ms).
 ROUNDS = 12
 ORDER_SEED = 20261123
 # After the first call, each block runs unrecorded calls for SETTLE_S before the
