@@ -1773,123 +1773,58 @@ def sep_argmax_forward(ch, nch, x, out, idx, lo0, nt0, d0, lo1, nt1, d1, lo2, nt
 # ----------------------------------------------------------------------------- channels-first argmax
 #
 # The scalar argmax above walks each output's taps with a branchy compare and
-# runs 4-10x slower than the maxima alone.  These rows run the same rule as
-# whole-row selects: the window's rows first (per column the value and the
-# flat start of its row, int32 so both take the same lanes), then the columns
-# of a row buffer padded as ``cf_row_args`` pads it, one pass per tap over
-# every output, with ``_argmax_col``'s rule.  A padding cell holds the lowest
-# value under a row start past every real one, so it loses every tie and
-# never wins.  Forward with indices and backward without them measured 3-4x
-# faster than the scalar loops on (32, 64, 112, 112) k3s2p1.
+# runs 4-10x slower than the maxima alone.  These rows run the same rule on
+# short vectors (``_simd.argmax_rows``, ``_simd.argmax_wins``): the window's
+# rows first (per column the value and the flat start of its row, int32 so
+# both take the same lanes), then the taps of a row buffer padded as
+# ``cf_row_args`` pads it, each lane's winner, row and column carried in
+# registers through the taps, with ``_argmax_col``'s rule.  A padding cell
+# holds the lowest value under a row start past every real one, so it loses
+# every tie and never wins.  On (32, 64, 112, 112) k3 s2 p1 one thread's rows
+# took 470-640 ns an output row through the scalar selects of the loops
+# before them (their phase split, per-lane arrays and conversions did not
+# vectorise), the whole forward 40-42 ms on two threads against 9.5-10.
+
 
 _POS_PAD = np.int32(2 ** 30)
 
 
 @njit(inline="always")
-def _col_beats(v, r, b, rb):
-    """``_col_wins`` as selects (bitwise ops keep it branch-free)."""
-    num = b == b
-    return ((v != v) & (num | (r >= rb))) | ((v == v) & num & ((v > b) | ((v == b) & (r < rb))))
-
-
-@njit(inline="always")
-def _argmax_rows_vec(x, b, od, oh, D, H, W, bv, br, pl, lo0, nt0, d0, lo1, nt1, d1):
-    """``_argmax_rows`` on flat x into the padded buffers at ``pl``; ``br``
-    holds the winning row's flat start ``(z*H + y)*W``."""
-    first = True
-    for i in range(nt0[od]):
-        z = lo0[od] + i * d0
-        for j in range(nt1[oh]):
-            y = lo1[oh] + j * d1
-            o = ((b * D + z) * H + y) * W
-            rid = np.int32((z * H + y) * W)
-            if first:
-                for w in range(W):
-                    bv[_u(pl + w)] = x[_u(o + w)]
+def _argmax_rows_loop(x, o0, rs, R, qs, Q, W, bv, br, pl, rid0):
+    """``_simd.argmax_rows`` for rows of under 4 cells (under 8 with Q > 1)."""
+    for q in range(Q):
+        for r in range(R):
+            off = q * qs + r * rs
+            rid = np.int32(rid0 + off)
+            for w in range(W):
+                v = x[_u(o0 + off + w)]
+                if (q == 0 and r == 0) or (v > bv[_u(pl + w)]) or (v != v):
+                    bv[_u(pl + w)] = v
                     br[_u(pl + w)] = rid
-                first = False
-            else:
-                for w in range(W):
-                    # every load before the selects: a load inside one is
-                    # a branch to LLVM and keeps the loop scalar
-                    v = x[_u(o + w)]
-                    c = bv[_u(pl + w)]
-                    cr = br[_u(pl + w)]
-                    take = (v > c) | (v != v)
-                    bv[_u(pl + w)] = v if take else c
-                    br[_u(pl + w)] = rid if take else cr
 
 
 @njit(inline="always")
-def _argmax_taps(qv, qr, M, sv, sr, sk, n, s, K, d):
-    """Tap ``k`` of lane ``l`` is cell ``l + (k*d) // s`` of phase ``(k*d) % s``
-    (phases ``M`` cells apart), for lanes ``l < n``."""
-    for o in range(n):
-        sv[_u(o)] = qv[_u(o)]
-        sr[_u(o)] = qr[_u(o)]
-        sk[_u(o)] = 0
-    for k in range(1, K):
-        off = k * d
-        base = (off % s) * M + off // s
-        k32 = np.int32(k)
-        for o in range(n):
-            v = qv[_u(base + o)]
-            r = qr[_u(base + o)]
-            b = sv[_u(o)]
-            rb = sr[_u(o)]
-            kb = sk[_u(o)]
-            win = _col_beats(v, r, b, rb)
-            sv[_u(o)] = v if win else b
-            sr[_u(o)] = r if win else rb
-            sk[_u(o)] = k32 if win else kb
-
-
-@njit(inline="always")
-def _argmax_wins_vec(bv, br, qv, qr, M, sv, sr, sk, n, s, K, d):
-    """Winner of every output's taps ``o*s + k*d`` of the padded buffers into
-    ``sv``/``sr``/``sk`` (value, row start, tap) for lanes ``l < n``.  Strides
-    above 1 split the buffers into ``s`` phases first, so every tap is a
-    contiguous run; no arithmetic on the int32 lanes keeps them int32 (Numba
-    widens sums).  Each stride calls the tap passes on its own arrays: picking
-    the arrays first measured ~1.5x slower."""
-    if s == 1:
-        _argmax_taps(bv, br, M, sv, sr, sk, n, 1, K, d)
+def _argmax_row(x, b, od, oh, D, H, W, bv, br, pl, lo0, nt0, d0, lo1, nt1, d1, out, idx, oo, OW, s, K, d2):
+    """Output row (b, od, oh): values into ``out[oo:oo + OW]``, flat indices in
+    the plane into ``idx[oo:oo + OW]``; ``bv``/``br`` the padded row buffers."""
+    p0 = b * D * H * W
+    o0 = p0 + (lo0[od] * H + lo1[oh]) * W
+    rs, qs, R, Q = d1 * W, d0 * H * W, nt1[oh], nt0[od]
+    if W >= 8 or (W >= 4 and Q == 1):
+        _simd.argmax_rows(x, o0, rs, R, qs, Q, W, bv, br, pl, o0 - p0)
+    else:
+        _argmax_rows_loop(x, o0, rs, R, qs, Q, W, bv, br, pl, o0 - p0)
+    if (s == 1 or s == 2) and OW >= 4:
+        _simd.argmax_wins(bv, br, 0, out, idx, oo, OW, s, K, d2, -pl)
         return
-    nj = min(M, n + (K - 1) * d // s + 1)  # the phase cells the lanes' taps reach
-    if s == 2:
-        for j in range(nj):
-            qv[_u(j)] = bv[_u(2 * j)]
-            qv[_u(M + j)] = bv[_u(2 * j + 1)]
-            qr[_u(j)] = br[_u(2 * j)]
-            qr[_u(M + j)] = br[_u(2 * j + 1)]
-    else:
-        for j in range(nj):
-            for q in range(s):
-                qv[_u(q * M + j)] = bv[_u(j * s + q)]
-                qr[_u(q * M + j)] = br[_u(j * s + q)]
-    _argmax_taps(qv, qr, M, sv, sr, sk, n, s, K, d)
-
-
-@njit(inline="always")
-def _argmax_scratch(x, Lb, s, OW, K, d, lowest):
-    """Row buffers for ``NB`` output rows side by side, each ``s * Mr`` cells
-    (padding cells: lowest value, a row start past the plane), their phase
-    split (``M`` cells a phase) and the per-lane winners.  One tap pass serves
-    NB rows: on 28-output rows a pass per row cost ~100 ns in loop set-up and
-    remainders, more than its lanes.  -> (bv, br, M, qv, qr, sv, sr, sk, Mr, NB)."""
-    Mr = max(Lb // s + 1, OW + (K - 1) * d // s + 1)
-    # wider rows run one at a time: batched, 112-cell rows measured 1.2-1.3x slower
-    NB = max(1, 256 // Mr) if OW <= 32 else 1
-    if NB == 1:
-        M = (max(Lb // s + 1, (OW + 15) // 16 * 16 + (K - 1) * d // s + 1) + 15) // 16 * 16
-    else:
-        M = (NB * Mr + Mr + 31) // 16 * 16  # phases start on whole vectors
-    bv = np.full(s * M, lowest, x.dtype)
-    br = np.full(s * M, _POS_PAD, np.int32)
-    qv = np.full(s * M, lowest, x.dtype)
-    qr = np.full(s * M, _POS_PAD, np.int32)
-    L = (OW + 15) // 16 * 16 if NB == 1 else (NB * Mr + 15) // 16 * 16
-    return bv, br, M, qv, qr, np.empty(L, x.dtype), np.empty(L, np.int32), np.empty(L, np.int32), Mr, NB
+    for o in range(OW):
+        c = o * s
+        best, rb, kb = bv[_u(c)], br[_u(c)], 0
+        for k in range(1, K):
+            if _col_wins(bv[_u(c + k * d2)], br[_u(c + k * d2)], best, rb):
+                best, rb, kb = bv[_u(c + k * d2)], br[_u(c + k * d2)], k
+        out[_u(oo + o)] = best
+        idx[_u(oo + o)] = np.int64(rb) + (c + kb * d2 - pl)
 
 
 @Chunked
@@ -1901,32 +1836,13 @@ def cf_argmax_forward(ch, nch, x, out, idx, D, H, W, OD, OH, OW, lo0, nt0, d0, l
     nch = _chunks(total, nch)
     if ch >= nch:
         return
-    bv, br, M, qv, qr, sv, sr, sk, Mr, NB = _argmax_scratch(x, Lb, s, OW, K, d2, lowest)
+    bv = np.full(Lb, lowest, x.dtype)
+    br = np.full(Lb, _POS_PAD, np.int32)
     r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
-    if NB == 1:
-        for r in range(r0, r1):
-            if r > r0:
-                b, od, oh = _next_row(b, od, oh, OD, OH)
-            _argmax_rows_vec(x, b, od, oh, D, H, W, bv, br, pl, lo0, nt0, d0, lo1, nt1, d1)
-            _argmax_wins_vec(bv, br, qv, qr, M, sv, sr, sk, sv.size, s, K, d2)
-            oo = r * OW
-            for o in range(OW):
-                out[_u(oo + o)] = sv[_u(o)]
-                idx[_u(oo + o)] = np.int64(sr[_u(o)]) + (o * s + np.int64(sk[_u(o)]) * d2 - pl)
-        return
-    for ra in range(r0, r1, NB):
-        nb = min(NB, r1 - ra)
-        for i in range(nb):
-            if ra + i > r0:
-                b, od, oh = _next_row(b, od, oh, OD, OH)
-            _argmax_rows_vec(x, b, od, oh, D, H, W, bv, br, pl + i * s * Mr, lo0, nt0, d0, lo1, nt1, d1)
-        _argmax_wins_vec(bv, br, qv, qr, M, sv, sr, sk, min(sv.size, (nb * Mr + 15) // 16 * 16), s, K, d2)
-        for i in range(nb):
-            oo = (ra + i) * OW
-            lo = i * Mr
-            for o in range(OW):
-                out[_u(oo + o)] = sv[_u(lo + o)]
-                idx[_u(oo + o)] = np.int64(sr[_u(lo + o)]) + (o * s + np.int64(sk[_u(lo + o)]) * d2 - pl)
+    for r in range(r0, r1):
+        if r > r0:
+            b, od, oh = _next_row(b, od, oh, OD, OH)
+        _argmax_row(x, b, od, oh, D, H, W, bv, br, pl, lo0, nt0, d0, lo1, nt1, d1, out, idx, r * OW, OW, s, K, d2)
 
 
 @Chunked
@@ -1939,27 +1855,22 @@ def cf_argmax_backward(ch, nch, x, g, gx, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1
     S = D * H * W
     P = OD * OH * OW
     B = gx.size // S
-    R = OD * OH
     nch = _chunks(B, nch)
     if ch >= nch:
         return
-    bv, br, M, qv, qr, sv, sr, sk, Mr, NB = _argmax_scratch(x, Lb, s, OW, K, d2, lowest)
+    bv = np.full(Lb, lowest, x.dtype)
+    br = np.full(Lb, _POS_PAD, np.int32)
+    mv = np.empty(OW, x.dtype)
+    mi = np.empty(OW, np.int64)
     gp = np.empty(S, gx.dtype)
     for b in range(ch * B // nch, (ch + 1) * B // nch):
         _fill(gp, 0)
-        od, oh = np.int64(0), np.int64(0)
-        for ra in range(0, R, NB):
-            nb = min(NB, R - ra)
-            for i in range(nb):
-                od = (ra + i) // OH
-                oh = ra + i - od * OH
-                _argmax_rows_vec(x, b, od, oh, D, H, W, bv, br, pl + i * s * Mr, lo0, nt0, d0, lo1, nt1, d1)
-            _argmax_wins_vec(bv, br, qv, qr, M, sv, sr, sk, min(sv.size, (nb * Mr + 15) // 16 * 16), s, K, d2)
-            for i in range(nb):
-                go = b * P + (ra + i) * OW
-                lo = i * Mr
+        for od in range(OD):
+            for oh in range(OH):
+                _argmax_row(x, b, od, oh, D, H, W, bv, br, pl, lo0, nt0, d0, lo1, nt1, d1, mv, mi, 0, OW, s, K, d2)
+                go = b * P + (od * OH + oh) * OW
                 for o in range(OW):
-                    gp[_u(np.int64(sr[_u(lo + o)]) + (o * s + np.int64(sk[_u(lo + o)]) * d2 - pl))] += g[_u(go + o)]
+                    gp[_u(mi[_u(o)])] += g[_u(go + o)]
         _simd.stream(gp, 0, gx, b * S, S)
 
 

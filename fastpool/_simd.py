@@ -1196,3 +1196,195 @@ def plane_sum(x, o0, S):
         _span(x, o0, S)
     return _PLANE_SUM8(x, o0, S)
 
+
+
+# ----------------------------------------------------------------------------- argmax rows
+#
+# Max with indices, channels-first, as ``_cpu.cf_argmax_forward``'s rule: a
+# window's rows first (per column the value and the flat start of its row,
+# int32 lanes beside the values), then its taps across the row buffer, the
+# value, row and column of each lane carried in registers through the taps.
+
+
+def _later_wins(builder, v, a, dtype):
+    """Rows pass: ``v`` (a later row) replaces ``a`` if larger or NaN."""
+    if isinstance(dtype, types.Float):
+        return builder.or_(builder.fcmp_ordered(">", v, a), builder.fcmp_unordered("uno", v, v))
+    return builder.icmp_signed(">", v, a) if dtype.signed else builder.icmp_unsigned(">", v, a)
+
+
+def _beats(builder, v, r, b, rb, dtype):
+    """Taps pass, ``_cpu._col_beats`` lane by lane: candidate ``(v, r)`` beats
+    ``(b, rb)`` if NaN where ``b`` is not or sits on an earlier-or-equal row,
+    or if larger, or equal on an earlier row.  (The ordered compares are false
+    for NaN operands, which drops the scalar rule's explicit NaN terms.)"""
+    earlier = builder.icmp_signed("<", r, rb)
+    if isinstance(dtype, types.Float):
+        gt, eq = builder.fcmp_ordered(">", v, b), builder.fcmp_ordered("==", v, b)
+        nan = builder.and_(builder.fcmp_unordered("uno", v, v),
+                           builder.or_(builder.fcmp_ordered("ord", b, b), builder.icmp_signed(">=", r, rb)))
+        return builder.or_(builder.or_(gt, builder.and_(eq, earlier)), nan)
+    gt = builder.icmp_signed(">", v, b) if dtype.signed else builder.icmp_unsigned(">", v, b)
+    return builder.or_(gt, builder.and_(builder.icmp_signed("==", v, b), earlier))
+
+
+def _pack(builder, *vals):
+    st = ir.LiteralStructType([v.type for v in vals])
+    agg = ir.Constant(st, ir.Undefined)
+    for i, v in enumerate(vals):
+        agg = builder.insert_value(agg, v, i)
+    return agg
+
+
+def _unpack(builder, agg, n):
+    return [builder.extract_value(agg, i) for i in range(n)]
+
+
+def _arg_rows(L, fixed=0, planes=False):
+    """A whole row: ``bv[pl + w]`` the first max (or last NaN) over ``q < Q, r < R``
+    (``q`` outer) of ``x[o0 + q*qs + r*rs + w]`` and ``br[pl + w]`` its
+    ``rid0 + q*qs + r*rs`` (int32), ``w < W``, ``W >= L``; Q is 1 unless ``planes``."""
+
+    @intrinsic
+    def rows(typingctx, x, o0, rs, R, qs, Q, W, bv, br, pl, rid0):
+        def codegen(context, builder, sig, args):
+            xty = sig.args[0]
+            xp, vp, rp = (_data(context, builder, sig.args[i], args[i]) for i in (0, 7, 8))
+            o_0, r_s, n_r, q_s, n_q, n_w, p_l, r_0 = (_i64(context, builder, sig.args[i], args[i])
+                                                      for i in (1, 2, 3, 4, 5, 6, 9, 10))
+            xe = context.get_data_type(xty.dtype)
+            xv, xal = ir.VectorType(xe, L), context.get_abi_sizeof(xe)
+
+            def comb(acc, new):
+                (a, ar), (v, vr) = _unpack(builder, acc, 2), _unpack(builder, new, 2)
+                take = _later_wins(builder, v, a, xty.dtype)
+                return _pack(builder, builder.select(take, v, a), builder.select(take, vr, ar))
+
+            def block(w):
+                def plane(q):
+                    def row(r):
+                        off = builder.add(builder.mul(q, q_s), builder.mul(r, r_s))
+                        v = _load(builder, xp, builder.add(builder.add(o_0, w), off), xv, xal)
+                        return _pack(builder, v, _splat(builder, builder.trunc(builder.add(r_0, off), _I32), L))
+
+                    return _fold(builder, row(ir.Constant(_I64, 0)), n_r, fixed, row, comb)
+
+                acc = plane(ir.Constant(_I64, 0))
+                if planes:
+                    acc = _fold(builder, acc, n_q, 0, plane, comb)
+                v, r = _unpack(builder, acc, 2)
+                at = builder.add(p_l, w)
+                _store(builder, v, vp, at, xal)
+                _store(builder, r, rp, at, 4)
+
+            _blocks(builder, n_w, L, block)
+            return context.get_dummy_value()
+
+        return types.void(x, o0, rs, R, qs, Q, W, bv, br, pl, rid0), codegen
+
+    return rows
+
+
+def _arg_wins(L, s, fixed=0):
+    """A whole row of outputs ``o < OW`` (``OW >= L``): the winner by ``_beats``
+    of taps ``k < K`` (in order) at ``b0 + o*s + k*d`` of ``bv``/``br``;
+    ``out[oo + o]`` its value, ``idx[oo + o]`` its row start plus its column
+    ``o*s + k*d + c0`` (int64)."""
+
+    @intrinsic
+    def wins(typingctx, bv, br, b0, out, idx, oo, OW, K, d, c0):
+        def codegen(context, builder, sig, args):
+            vty, oty = sig.args[0], sig.args[3]
+            vp, rp, op, ip = (_data(context, builder, sig.args[i], args[i]) for i in (0, 1, 3, 4))
+            b_0, o_o, n_o, n_k, dil, c_0 = (_i64(context, builder, sig.args[i], args[i]) for i in (2, 5, 6, 7, 8, 9))
+            ve = context.get_data_type(vty.dtype)
+            val = context.get_abi_sizeof(ve)
+            oal = context.get_abi_sizeof(context.get_data_type(oty.dtype))
+            i32v = ir.VectorType(_I32, L)
+            # lane j's cell: j*s on from the block's first (the wide loads' pick
+            # and the columns' step)
+            pick = ir.Constant(i32v, [j * s for j in range(L)])
+            stride = ir.Constant(_I64, s)
+
+            def block(o):
+                first = builder.mul(o, stride)
+
+                def tap(k):
+                    at = builder.add(first, builder.mul(k, dil))
+
+                    def cells(p, e, al):
+                        if s == 1:
+                            return _load(builder, p, builder.add(b_0, at), ir.VectorType(e, L), al)
+                        w = _load(builder, p, builder.add(b_0, at), ir.VectorType(e, L * s), al)
+                        return builder.shuffle_vector(w, ir.Constant(w.type, ir.Undefined), pick)
+
+                    col = builder.add(_splat(builder, builder.trunc(builder.add(at, c_0), _I32), L), pick)
+                    return _pack(builder, cells(vp, ve, val), cells(rp, _I32, 4), col)
+
+                def comb(acc, new):
+                    (b, rb, cb), (v, r, c) = _unpack(builder, acc, 3), _unpack(builder, new, 3)
+                    win = _beats(builder, v, r, b, rb, vty.dtype)
+                    return _pack(builder, *(builder.select(win, n, a) for n, a in ((v, b), (r, rb), (c, cb))))
+
+                v, r, c = _unpack(builder, _fold(builder, tap(ir.Constant(_I64, 0)), n_k, fixed, tap, comb), 3)
+                at = builder.add(o_o, o)
+                _store(builder, v, op, at, oal)
+                i64v = ir.VectorType(_I64, L)
+                _store(builder, builder.add(builder.sext(r, i64v), builder.sext(c, i64v)), ip, at, 8)
+
+            _blocks(builder, n_o, L, block)
+            return context.get_dummy_value()
+
+        return types.void(bv, br, b0, out, idx, oo, OW, K, d, c0), codegen
+
+    return wins
+
+
+_AR8, _AR8_3, _AQ8, _AR4 = _arg_rows(8), _arg_rows(8, 3), _arg_rows(8, 0, True), _arg_rows(4)
+_AW8S1, _AW8S1_3, _AW8S2, _AW8S2_3 = _arg_wins(8, 1), _arg_wins(8, 1, 3), _arg_wins(8, 2), _arg_wins(8, 2, 3)
+_AW4S1, _AW4S2 = _arg_wins(4, 1), _arg_wins(4, 2)
+
+
+@njit(inline="always")
+def argmax_rows(x, o0, rs, R, qs, Q, W, bv, br, pl, rid0):
+    """``bv[pl + w]``, ``br[pl + w]``: the first max (a NaN: the last NaN) over
+    ``q < Q, r < R`` (``q`` outer) of ``x[o0 + q*qs + r*rs + w]`` and its
+    ``rid0 + q*qs + r*rs`` (int32 ``br``), ``w < W``, ``W >= 4`` (8 when Q > 1)."""
+    if _CHECK:
+        _check_rows(x, o0, rs, R, qs, Q, W, bv, pl)
+        _span(br, pl, W)
+    if W < 8:
+        _AR4(x, o0, rs, R, qs, Q, W, bv, br, pl, rid0)
+    elif Q > 1:
+        _AQ8(x, o0, rs, R, qs, Q, W, bv, br, pl, rid0)
+    elif R == 3:
+        _AR8_3(x, o0, rs, R, qs, Q, W, bv, br, pl, rid0)
+    else:
+        _AR8(x, o0, rs, R, qs, Q, W, bv, br, pl, rid0)
+
+
+@njit(inline="always")
+def argmax_wins(bv, br, b0, out, idx, oo, OW, s, K, d, c0):
+    """For ``o < OW`` (``OW >= 4``, ``s`` 1 or 2): of the taps ``k < K`` at ``b0 +
+    o*s + k*d`` of ``argmax_rows``' buffers, the first max by row, then column
+    (a NaN: the last by row, then column) into ``out[oo + o]``, and its row start
+    plus ``o*s + k*d + c0`` into ``idx[oo + o]``."""
+    if _CHECK:
+        _span(out, oo, OW)
+        _span(idx, oo, OW)
+        _span(bv, b0, s * OW + (K - 1) * d)
+        _span(br, b0, s * OW + (K - 1) * d)
+    if OW < 8:
+        if s == 1:
+            _AW4S1(bv, br, b0, out, idx, oo, OW, K, d, c0)
+        else:
+            _AW4S2(bv, br, b0, out, idx, oo, OW, K, d, c0)
+    elif s == 1:
+        if K == 3:
+            _AW8S1_3(bv, br, b0, out, idx, oo, OW, K, d, c0)
+        else:
+            _AW8S1(bv, br, b0, out, idx, oo, OW, K, d, c0)
+    elif K == 3:
+        _AW8S2_3(bv, br, b0, out, idx, oo, OW, K, d, c0)
+    else:
+        _AW8S2(bv, br, b0, out, idx, oo, OW, K, d, c0)

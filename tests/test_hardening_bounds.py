@@ -98,6 +98,11 @@ def cases():
         c[f"max float16 {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s).astype(np.float16), 3, 2, 1, dilation=(1, 2))
         c[f"max cl direct {tag}"] = lambda fp, r, s=cl: fp.max_pool2d(_x(r, s), 3, 2, 1, dilation=(2, 1), layout="NHWC")
         c[f"argmax cf {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s), 3, 2, ((1, 2), (0, 1)), ceil_mode=True, return_indices=True)
+        # the argmax rows' other passes: stride 1, planes of 3-D windows, the loops
+        c[f"argmax cf s1 3d s3 {tag}"] = lambda fp, r, s=cf: (
+            fp.max_pool2d(_x(r, s), 2, 1, 1, return_indices=True),
+            fp.max_pool3d(_x(r, s[:2] + (3,) + s[2:]), 2, 1, 1, return_indices=True),
+            fp.max_pool2d(_x(r, s), 3, 3, 1, return_indices=True))
         c[f"argmax cl {tag}"] = lambda fp, r, s=cl: fp.max_pool2d(_x(r, s), 2, 1, 1, return_indices=True, layout="NHWC")
         c[f"adaptive max idx {tag}"] = lambda fp, r, s=cf: fp.adaptive_max_pool2d(_x(r, s), (5, 7), return_indices=True)
         c[f"avg sep {tag}"] = lambda fp, r, s=cf: fp.avg_pool2d(_x(r, s), 3, 2, 1, ceil_mode=True, count_include_pad=False)
