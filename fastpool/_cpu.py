@@ -504,6 +504,25 @@ def sep_sum_forward(ch, nch, x, out, C, pmode, p, fmode, rdiv, rat, area,
                     else:
                         for w in range(WC):
                             buf[w] += _lp_term(np.float64(row[w]), p, True)
+        orow = out[b, od, oh]
+        drow = rdiv[rat[od, oh]]
+        if fmode == 0 and K == 3:
+            # averages of three taps: the taps, the divisor and the store in
+            # one pass, in the order of the passes below (the same bits).
+            # (8, 8, 56, 56, 32) channels-last k3 s1 p1 on two threads: 7.9-8.1 -> 6.3-6.7 ms
+            e = d2 * C
+            for ow in range(ia, ib):
+                s0 = (ibase + ow * istep) * C
+                dv = drow[ow]
+                for c in range(C):
+                    orow[_u(ow * C + c)] = ((buf[_u(s0 + c)] + buf[_u(s0 + e + c)]) + buf[_u(s0 + 2 * e + c)]) * dv
+            _hsum_border(buf, acc, C, lo2, nt2, d2, 0, ia)
+            _hsum_border(buf, acc, C, lo2, nt2, d2, ib, OW)
+            for ow in range(OW):
+                if ow < ia or ow >= ib:
+                    for c in range(C):
+                        orow[_u(ow * C + c)] = acc[_u(ow * C + c)] * drow[ow]
+            continue
         for ow in range(ia, ib):
             s0 = (ibase + ow * istep) * C
             for c in range(C):
@@ -514,8 +533,6 @@ def sep_sum_forward(ch, nch, x, out, C, pmode, p, fmode, rdiv, rat, area,
                     acc[_u(ow * C + c)] += buf[_u(s1 + c)]
         _hsum_border(buf, acc, C, lo2, nt2, d2, 0, ia)
         _hsum_border(buf, acc, C, lo2, nt2, d2, ib, OW)
-        orow = out[b, od, oh]
-        drow = rdiv[rat[od, oh]]
         for ow in range(OW):
             for c in range(C):
                 q = _u(ow * C + c)

@@ -107,6 +107,8 @@ def cases():
         c[f"adaptive max idx {tag}"] = lambda fp, r, s=cf: fp.adaptive_max_pool2d(_x(r, s), (5, 7), return_indices=True)
         c[f"avg sep {tag}"] = lambda fp, r, s=cf: fp.avg_pool2d(_x(r, s), 3, 2, 1, ceil_mode=True, count_include_pad=False)
         c[f"avg cl direct {tag}"] = lambda fp, r, s=cl: fp.avg_pool2d(_x(r, s), (2, 3), 1, (1, 1), layout="NHWC")
+        # three-tap averages of the separable rows' fused pass, over depth rows
+        c[f"avg sep 3d cl {tag}"] = lambda fp, r, s=cl: fp.avg_pool3d(_x(r, s[:1] + (3,) + s[1:]), 3, 1, 1, layout="NDHWC")
         c[f"adaptive avg {tag}"] = lambda fp, r, s=cf: fp.adaptive_avg_pool2d(_x(r, s), (5, 7))
         c[f"lp sep {tag}"] = lambda fp, r, s=cf: fp.lp_pool2d(_x(r, s), 2.0, 3, 2, True, padding=1, torch_compat=True)
         c[f"lp cl {tag}"] = lambda fp, r, s=cl: fp.lp_pool2d(_x(r, s), 3.0, 2, 1, layout="NHWC", power_mean=True)
