@@ -1214,7 +1214,7 @@ def _later_wins(builder, v, a, dtype):
 
 
 def _beats(builder, v, r, b, rb, dtype):
-    """Taps pass, ``_cpu._col_beats`` lane by lane: candidate ``(v, r)`` beats
+    """Taps pass, ``_cpu._col_wins`` lane by lane: candidate ``(v, r)`` beats
     ``(b, rb)`` if NaN where ``b`` is not or sits on an earlier-or-equal row,
     or if larger, or equal on an earlier row.  (The ordered compares are false
     for NaN operands, which drops the scalar rule's explicit NaN terms.)"""
