@@ -157,7 +157,8 @@ def _max(cn: Canon, axes, want_idx: bool, out=None):
     vec = _argmax_args(xin, axes)
     if out5.size and vec is not None:
         _cpu.pick(_cpu.cf_argmax_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), idx5.reshape(-1),
-                                                     *_cf_dims(xin, out5), *vec, _lowest(xin.dtype))
+                                                     *_cf_dims(xin, out5), *vec, _lowest(xin.dtype),
+                                                     *cf_ahead(axes, xin))
     elif out5.size and xin.shape[4] == 1:
         _cpu.pick(_cpu.sep_argmax_forward, xin, out5)(xin[..., 0], out5[..., 0], idx5[..., 0], *tables(axes))
     elif out5.size:

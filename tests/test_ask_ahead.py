@@ -1,4 +1,4 @@
-"""The channels-first max rows and 2x2 quads that ask for their input ahead
+"""The channels-first max, argmax and average rows and 2x2 quads that ask for their input ahead
 (``_core.cf_ahead``, ``_cpu._ask_ahead``): the same values as the NumPy
 reference when the hint is on (forced on small inputs here: it is meant for
 inputs about the last cache's size and larger), and the hint's reach."""
@@ -167,3 +167,17 @@ def test_global_max_asked_ahead_matches_reference(monkeypatch, dtype):
     got = fp.global_max_pool(x)
     assert asked == [_core.AHEAD_BYTES // x.itemsize]
     np.testing.assert_array_equal(got, global_max_pool(x)[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int8])
+@pytest.mark.parametrize("case", CASES[:5], ids=str)
+def test_argmax_asked_ahead_matches_reference(monkeypatch, case, dtype):
+    nd, shape, k, s, p = case
+    x = sprinkled(np.random.default_rng(shape[-1]), shape, dtype, 30, ((np.nan, 3), (-np.inf, 2)))
+    _force_on(monkeypatch)
+    asked = kernel_args(monkeypatch, ("cf_argmax_forward",), 21)
+    y, idx = getattr(fp, f"max_pool{nd}d")(x, k, s, p, return_indices=True)
+    assert asked and all(a > 0 for a in asked)
+    want, want_idx = max_pool(x, nd, k, s, p)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(y, want)
