@@ -584,16 +584,17 @@ def scatter_max_backward(g, idx, gx, ahead):
         for b in prange(B):
             b = np.int64(b)
             gp = np.zeros(S, gx.dtype)
-            ib = idx[b, :, 0]
-            go = g[b, :, 0]
             for o0 in range(0, O, 16):
                 # ahead > 0: the indices and gradients ``ahead`` cells on
                 _ask_ahead(xi, b * O + o0, ahead, 16)
                 _ask_ahead(xg, b * O + o0, ahead, 16)
-                for o in range(o0, min(o0 + 16, O)):
-                    k = ib[o]
+                # flat, not through the (strided) views of a plane: the
+                # kernel on (32, 64, 112, 112) k3 s2 p1 took 11.3-11.5 ms
+                # through them and 8.6-8.9 this way (two threads)
+                for o in range(b * O + o0, b * O + min(o0 + 16, O)):
+                    k = xi[_u(o)]
                     if _u(k) < us:
-                        gp[_u(k)] += go[o]
+                        gp[_u(k)] += xg[_u(o)]
                     elif bad[b] == 0:
                         bad[b] = 1
                         badv[b] = k
