@@ -62,10 +62,9 @@ def _store(builder, v, base, i, align):
     builder.store(v, builder.bitcast(builder.gep(base, [i]), v.type.as_pointer()), align=align)
 
 
-def _vmax(builder, a, b, dtype, nan=True):
-    """``b if b > a or b is NaN else a`` lane by lane; ``nan=False`` drops the NaN
-    test (one compare, which LLVM turns into a single max instruction) for data
-    known to hold no NaN, where the two agree bit for bit (ties keep ``a``)."""
+def _takes(builder, a, b, dtype, nan=True):
+    """Lane by lane, whether ``b`` replaces ``a``: ``b > a`` or ``b`` is NaN;
+    ``nan=False`` drops the NaN test."""
     if dtype == types.uint16:
         # float16 bits (see max_rows): compared as halves (LLVM widens them with F16C)
         ht = ir.VectorType(ir.HalfType(), a.type.count)
@@ -81,7 +80,14 @@ def _vmax(builder, a, b, dtype, nan=True):
         take = builder.icmp_signed(">", b, a)
     else:
         take = builder.icmp_unsigned(">", b, a)
-    return builder.select(take, b, a)
+    return take
+
+
+def _vmax(builder, a, b, dtype, nan=True):
+    """``b if b > a or b is NaN else a`` lane by lane; ``nan=False`` drops the NaN
+    test (one compare, which LLVM turns into a single max instruction) for data
+    known to hold no NaN, where the two agree bit for bit (ties keep ``a``)."""
+    return builder.select(_takes(builder, a, b, dtype, nan), b, a)
 
 
 def _convert(builder, v, src, dst, L):
@@ -1197,7 +1203,6 @@ def plane_sum(x, o0, S):
     return _PLANE_SUM8(x, o0, S)
 
 
-
 # ----------------------------------------------------------------------------- argmax rows
 #
 # Max with indices, channels-first, as ``_cpu.cf_argmax_forward``'s rule: a
@@ -1206,25 +1211,18 @@ def plane_sum(x, o0, S):
 # value, row and column of each lane carried in registers through the taps.
 
 
-def _later_wins(builder, v, a, dtype):
-    """Rows pass: ``v`` (a later row) replaces ``a`` if larger or NaN."""
-    if isinstance(dtype, types.Float):
-        return builder.or_(builder.fcmp_ordered(">", v, a), builder.fcmp_unordered("uno", v, v))
-    return builder.icmp_signed(">", v, a) if dtype.signed else builder.icmp_unsigned(">", v, a)
-
-
 def _beats(builder, v, r, b, rb, dtype):
     """Taps pass, ``_cpu._col_wins`` lane by lane: candidate ``(v, r)`` beats
     ``(b, rb)`` if NaN where ``b`` is not or sits on an earlier-or-equal row,
     or if larger, or equal on an earlier row.  (The ordered compares are false
     for NaN operands, which drops the scalar rule's explicit NaN terms.)"""
     earlier = builder.icmp_signed("<", r, rb)
+    gt = _takes(builder, b, v, dtype, nan=False)
     if isinstance(dtype, types.Float):
-        gt, eq = builder.fcmp_ordered(">", v, b), builder.fcmp_ordered("==", v, b)
+        eq = builder.fcmp_ordered("==", v, b)
         nan = builder.and_(builder.fcmp_unordered("uno", v, v),
                            builder.or_(builder.fcmp_ordered("ord", b, b), builder.icmp_signed(">=", r, rb)))
         return builder.or_(builder.or_(gt, builder.and_(eq, earlier)), nan)
-    gt = builder.icmp_signed(">", v, b) if dtype.signed else builder.icmp_unsigned(">", v, b)
     return builder.or_(gt, builder.and_(builder.icmp_signed("==", v, b), earlier))
 
 
@@ -1257,7 +1255,7 @@ def _arg_rows(L, fixed=0, planes=False):
 
             def comb(acc, new):
                 (a, ar), (v, vr) = _unpack(builder, acc, 2), _unpack(builder, new, 2)
-                take = _later_wins(builder, v, a, xty.dtype)
+                take = _takes(builder, a, v, xty.dtype)
                 return _pack(builder, builder.select(take, v, a), builder.select(take, vr, ar))
 
             def block(w):
