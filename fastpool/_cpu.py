@@ -1498,28 +1498,54 @@ def cl_max_forward(ch, nch, x, out, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2, ah
     xf, of = x.reshape(-1), out.reshape(-1)
     total = B * OD * OH
     n = total
+    WC = W * C
     for r in range(ch * n // nch, (ch + 1) * n // nch):
         b, od, oh = _row_of(r, OD, OH)
-        # whole 3x3 windows: every tap in one pass over the channels, indexing
-        # x and out flat (as cl_sum_forward's), in the taps' row-major order
         y0 = (((b * D + lo0[od]) * H + lo1[oh]) * W) * C
-        _ask_ahead(xf, y0 + (nt0[od] - 1) * d0 * H * W * C, ahead, an)
-        y1 = y0 + d1 * W * C
-        y2 = y1 + d1 * W * C
+        _ask_ahead(xf, y0 + (nt0[od] - 1) * d0 * H * WC, ahead, an)
+        # rows and columns of up to three taps: one pass over the channels per
+        # plane, indexing x and out flat (as cl_sum_forward's), in the taps'
+        # row-major order.  Windows cut by the edges repeat their last row or
+        # column: the max rule keeps the first largest value or the last NaN,
+        # so a repeated neighbour changes no bit (and planes combine by the same
+        # rule, which is associative in that sense).
+        n1 = nt1[oh]
+        if n1 < 1 or n1 > 3 or nt0[od] < 1:
+            y1 = y2 = -1
+        else:
+            y1 = min(1, n1 - 1) * d1 * WC
+            y2 = min(2, n1 - 1) * d1 * WC
         for ow in range(OW):
-            if nt0[od] == 1 and nt1[oh] == 3 and nt2[ow] == 3:
-                a, e = lo2[ow] * C, d2 * C
-                q = (r * OW + ow) * C
-                for c in range(C):
-                    m = xf[_u(y0 + a + c)]
-                    m = _maxnan(m, xf[_u(y0 + a + e + c)])
-                    m = _maxnan(m, xf[_u(y0 + a + 2 * e + c)])
-                    m = _maxnan(m, xf[_u(y1 + a + c)])
-                    m = _maxnan(m, xf[_u(y1 + a + e + c)])
-                    m = _maxnan(m, xf[_u(y1 + a + 2 * e + c)])
-                    m = _maxnan(m, xf[_u(y2 + a + c)])
-                    m = _maxnan(m, xf[_u(y2 + a + e + c)])
-                    of[_u(q + c)] = _maxnan(m, xf[_u(y2 + a + 2 * e + c)])
+            n2 = nt2[ow]
+            q = (r * OW + ow) * C
+            if y1 >= 0 and n2 >= 1 and n2 <= 3:
+                e1, e2 = min(1, n2 - 1) * d2 * C, min(2, n2 - 1) * d2 * C
+                for i in range(nt0[od]):
+                    a = y0 + i * d0 * H * WC + lo2[ow] * C
+                    b1, b2 = a + y1, a + y2
+                    if i == 0:
+                        for c in range(C):
+                            m = xf[_u(a + c)]
+                            m = _maxnan(m, xf[_u(a + e1 + c)])
+                            m = _maxnan(m, xf[_u(a + e2 + c)])
+                            m = _maxnan(m, xf[_u(b1 + c)])
+                            m = _maxnan(m, xf[_u(b1 + e1 + c)])
+                            m = _maxnan(m, xf[_u(b1 + e2 + c)])
+                            m = _maxnan(m, xf[_u(b2 + c)])
+                            m = _maxnan(m, xf[_u(b2 + e1 + c)])
+                            of[_u(q + c)] = _maxnan(m, xf[_u(b2 + e2 + c)])
+                    else:
+                        for c in range(C):
+                            m = xf[_u(a + c)]
+                            m = _maxnan(m, xf[_u(a + e1 + c)])
+                            m = _maxnan(m, xf[_u(a + e2 + c)])
+                            m = _maxnan(m, xf[_u(b1 + c)])
+                            m = _maxnan(m, xf[_u(b1 + e1 + c)])
+                            m = _maxnan(m, xf[_u(b1 + e2 + c)])
+                            m = _maxnan(m, xf[_u(b2 + c)])
+                            m = _maxnan(m, xf[_u(b2 + e1 + c)])
+                            m = _maxnan(m, xf[_u(b2 + e2 + c)])
+                            of[_u(q + c)] = _maxnan(of[_u(q + c)], m)
                 continue
             o = out[b, od, oh, ow]
             _copy(o, x[b, lo0[od], lo1[oh], lo2[ow]])

@@ -97,6 +97,8 @@ def cases():
         # float16 widened to float32 (tiny: 1 output a row) and on the bits (mid: 8-lane rows)
         c[f"max float16 {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s).astype(np.float16), 3, 2, 1, dilation=(1, 2))
         c[f"max cl direct {tag}"] = lambda fp, r, s=cl: fp.max_pool2d(_x(r, s), 3, 2, 1, dilation=(2, 1), layout="NHWC")
+        # the direct kernel's windows over planes (two-plane windows, edges repeating a tap)
+        c[f"max cl direct 3d {tag}"] = lambda fp, r, s=cl: fp.max_pool3d(_x(r, s[:1] + (3,) + s[1:]), 2, 1, 1, layout="NDHWC")
         c[f"argmax cf {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s), 3, 2, ((1, 2), (0, 1)), ceil_mode=True, return_indices=True)
         # the argmax rows' other passes: stride 1, planes of 3-D windows, the loops
         c[f"argmax cf s1 3d s3 {tag}"] = lambda fp, r, s=cf: (
