@@ -1,7 +1,11 @@
 """Channels-last max over windows of up to three taps a row and column
 (``_cpu.cl_max_forward``): windows cut by the edges repeat their last row or
 column instead of taking a slower path, and windows over planes combine the
-planes' maxima.  Both rest on the max rule (the first largest value, or the
+planes' maxima.  Deeper windows and fewer channels take the row-buffer kernel
+(``_cpu.sep_max_forward``), whose two- and three-tap windows along W reduce in
+one pass over the channels; being separable, it takes the cells column by
+column (W outermost, then D, then H), as the reference does on an input whose
+W axis is moved first.  Both rest on the max rule (the first largest value, or the
 last NaN), so the result must match the NumPy reference bit for bit, with ties
 made likely: small integers, both zeros, NaN of both signs and infinities."""
 
@@ -45,13 +49,20 @@ def _data(rng, shape, dtype):
     return x
 
 
-def _check(x, nd, kw, monkeypatch):
-    names = kernel_args(monkeypatch, ("cl_max_forward",), 0, lambda a: a.shape)
+def _check(x, nd, kw, monkeypatch, kernel="cl_max_forward", w_first=False):
+    names = kernel_args(monkeypatch, (kernel,), 0, lambda a: a.shape)
     before = x.copy()
     got = (fp.max_pool2d if nd == 2 else fp.max_pool3d)(x, layout="channels_last", **kw)
-    assert names, "the channels-last direct kernel did not run"
+    assert names, f"{kernel} did not run"
     np.testing.assert_array_equal(x, before)
-    want, _ = max_pool(np.moveaxis(x, -1, 1), nd, **kw)
+    xr = np.moveaxis(x, -1, 1)
+    if w_first:
+        # the window's geometry per axis, W's moved to the front
+        kw = {k: (v if not isinstance(v, tuple) else v[-1:] + v[:-1]) for k, v in kw.items()}
+        xr = np.moveaxis(xr, -1, 2)
+    want, _ = max_pool(xr, nd, **kw)
+    if w_first:
+        want = np.moveaxis(want, 2, -1)
     want = np.moveaxis(want, 1, -1)
     assert got.dtype == want.dtype and got.shape == want.shape
     ut = np.dtype(f"u{x.dtype.itemsize}")
@@ -72,3 +83,21 @@ def test_plane_windows_bit_for_bit(monkeypatch, dtype, case):
     shape, kw = case
     x = _data(np.random.default_rng(sum(shape)), (2, *shape, 16), dtype)
     _check(x, 3, kw, monkeypatch)
+
+
+SEP_CASES = [
+    ((2, 5, 9, 11), dict(kernel_size=3, stride=2, padding=1), 32),  # 27 cells: three taps along W
+    ((2, 5, 9, 11), dict(kernel_size=(3, 3, 2), stride=1, padding=(1, 0, 1)), 16),  # two taps along W
+    ((1, 7, 9), dict(kernel_size=(3, 3), stride=(1, 2), padding=1, dilation=(1, 2)), 3),  # few channels
+    ((1, 7, 9), dict(kernel_size=(2, 4), stride=1, padding=(0, 2)), 5),  # four taps: the loop over taps
+]
+SEP_IDS = ["3d-k3", "3d-k2", "2d-few-k3d2", "2d-few-k4"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+@pytest.mark.parametrize("case", SEP_CASES, ids=SEP_IDS)
+def test_row_buffer_windows_bit_for_bit(monkeypatch, dtype, case):
+    shape, kw, c = case
+    nd = len(shape) - 1
+    x = _data(np.random.default_rng(c), shape + (c,), dtype)
+    _check(x, nd, kw, monkeypatch, "sep_max_forward", w_first=True)
