@@ -1504,6 +1504,21 @@ def wide_max_forward(ch, nch, x, out, H, WC, OH, OWC, C, ph, pw, KH, KW, lowest)
 # the row buffer's extra pass (that buffer, W*C wide, overflows L1).
 
 
+@njit(inline="always")
+def _max9(xf, a, b1, b2, e1, e2, c):
+    """The max of cell ``c`` of the nine C-vectors at rows ``a, b1, b2``, columns
+    ``0, e1, e2`` on from them, in row-major order."""
+    m = xf[_u(a + c)]
+    m = _maxnan(m, xf[_u(a + e1 + c)])
+    m = _maxnan(m, xf[_u(a + e2 + c)])
+    m = _maxnan(m, xf[_u(b1 + c)])
+    m = _maxnan(m, xf[_u(b1 + e1 + c)])
+    m = _maxnan(m, xf[_u(b1 + e2 + c)])
+    m = _maxnan(m, xf[_u(b2 + c)])
+    m = _maxnan(m, xf[_u(b2 + e1 + c)])
+    return _maxnan(m, xf[_u(b2 + e2 + c)])
+
+
 @Chunked
 def cl_max_forward(ch, nch, x, out, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2, ahead, an):
     B, D, H, W, C = x.shape
@@ -1538,27 +1553,10 @@ def cl_max_forward(ch, nch, x, out, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2, ah
                     b1, b2 = a + y1, a + y2
                     if i == 0:
                         for c in range(C):
-                            m = xf[_u(a + c)]
-                            m = _maxnan(m, xf[_u(a + e1 + c)])
-                            m = _maxnan(m, xf[_u(a + e2 + c)])
-                            m = _maxnan(m, xf[_u(b1 + c)])
-                            m = _maxnan(m, xf[_u(b1 + e1 + c)])
-                            m = _maxnan(m, xf[_u(b1 + e2 + c)])
-                            m = _maxnan(m, xf[_u(b2 + c)])
-                            m = _maxnan(m, xf[_u(b2 + e1 + c)])
-                            of[_u(q + c)] = _maxnan(m, xf[_u(b2 + e2 + c)])
+                            of[_u(q + c)] = _max9(xf, a, b1, b2, e1, e2, c)
                     else:
                         for c in range(C):
-                            m = xf[_u(a + c)]
-                            m = _maxnan(m, xf[_u(a + e1 + c)])
-                            m = _maxnan(m, xf[_u(a + e2 + c)])
-                            m = _maxnan(m, xf[_u(b1 + c)])
-                            m = _maxnan(m, xf[_u(b1 + e1 + c)])
-                            m = _maxnan(m, xf[_u(b1 + e2 + c)])
-                            m = _maxnan(m, xf[_u(b2 + c)])
-                            m = _maxnan(m, xf[_u(b2 + e1 + c)])
-                            m = _maxnan(m, xf[_u(b2 + e2 + c)])
-                            of[_u(q + c)] = _maxnan(of[_u(q + c)], m)
+                            of[_u(q + c)] = _maxnan(of[_u(q + c)], _max9(xf, a, b1, b2, e1, e2, c))
                 continue
             o = out[b, od, oh, ow]
             _copy(o, x[b, lo0[od], lo1[oh], lo2[ow]])
