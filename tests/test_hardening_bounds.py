@@ -112,6 +112,9 @@ def cases():
         # three-tap averages of the separable rows' fused pass, over depth rows
         c[f"avg sep 3d cl {tag}"] = lambda fp, r, s=cl: fp.avg_pool3d(_x(r, s[:1] + (3,) + s[1:]), 3, 1, 1, layout="NDHWC")
         c[f"adaptive avg {tag}"] = lambda fp, r, s=cf: fp.adaptive_avg_pool2d(_x(r, s), (5, 7))
+        # windows end to end (stride = window): adaptive bins that divide the input, k4 s4
+        c[f"avg end to end {tag}"] = lambda fp, r, s=cf: (fp.adaptive_avg_pool2d(_x(r, s[:2] + (20, 28)), (5, 7)),
+                                                          fp.avg_pool2d(_x(r, s), 4, 4, 1, ceil_mode=True))
         c[f"lp sep {tag}"] = lambda fp, r, s=cf: fp.lp_pool2d(_x(r, s), 2.0, 3, 2, True, padding=1, torch_compat=True)
         c[f"lp cl {tag}"] = lambda fp, r, s=cl: fp.lp_pool2d(_x(r, s), 3.0, 2, 1, layout="NHWC", power_mean=True)
         c[f"global max {tag}"] = lambda fp, r, s=cf: fp.global_max_pool(_x(r, s))
