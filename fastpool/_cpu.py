@@ -1548,15 +1548,13 @@ def cl_max_forward(ch, nch, x, out, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2, ah
         # so a repeated neighbour changes no bit (and planes combine by the same
         # rule, which is associative in that sense).
         n1 = nt1[oh]
-        if n1 < 1 or n1 > 3 or nt0[od] < 1:
-            y1 = y2 = -1
-        else:
-            y1 = min(1, n1 - 1) * d1 * WC
-            y2 = min(2, n1 - 1) * d1 * WC
+        rows_fit = 1 <= n1 <= 3 and nt0[od] >= 1
+        y1 = min(1, n1 - 1) * d1 * WC
+        y2 = min(2, n1 - 1) * d1 * WC
         for ow in range(OW):
             n2 = nt2[ow]
             q = (r * OW + ow) * C
-            if y1 >= 0 and n2 >= 1 and n2 <= 3:
+            if rows_fit and 1 <= n2 <= 3:
                 e1, e2 = min(1, n2 - 1) * d2 * C, min(2, n2 - 1) * d2 * C
                 for i in range(nt0[od]):
                     a = y0 + i * d0 * H * WC + lo2[ow] * C
