@@ -45,6 +45,39 @@ def has_avx512() -> bool:
     return "+avx512f" in feats.split(",")
 
 
+@functools.cache
+def has_avx() -> bool:
+    """Whether the CPU that Numba compiles for has AVX (``_max_nonan``)."""
+    feats = config.CPU_FEATURES
+    if feats is None:
+        import llvmlite.binding as ll
+
+        return bool(ll.get_host_cpu_features().get("avx", False))
+    return "+avx" in feats.split(",")
+
+
+def _max_nonan(builder, a, b):
+    """``b if b > a else a`` on float32 vectors holding no NaN, as the CPU's max
+    instruction where it has AVX: written as a select, LLVM folds the widening
+    of halves (``_half_rows``) through it and compares halves again."""
+    L = a.type.count
+    if not has_avx() or L % 8:
+        return builder.select(builder.fcmp_ordered(">", b, a), b, a)
+    v8 = ir.VectorType(ir.FloatType(), 8)
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(v8, [v8, v8]), "llvm.x86.avx.max.ps.256")
+    if L == 8:
+        return builder.call(fn, [b, a])
+    parts = []
+    for i in range(0, L, 8):
+        lanes = ir.Constant(ir.VectorType(_I32, 8), list(range(i, i + 8)))
+        parts.append(builder.call(fn, [builder.shuffle_vector(b, b, lanes), builder.shuffle_vector(a, a, lanes)]))
+    while len(parts) > 1:
+        n = parts[0].type.count
+        both = ir.Constant(ir.VectorType(_I32, 2 * n), list(range(2 * n)))
+        parts = [builder.shuffle_vector(parts[i], parts[i + 1], both) for i in range(0, len(parts), 2)]
+    return parts[0]
+
+
 def _data(context, builder, aty, aval):
     return context.make_array(aty)(context, builder, aval).data
 
@@ -205,6 +238,49 @@ def _rows(L, kind, fixed=0, planes=False, nan=True, runs=False):
     return rows
 
 
+def _half_rows(L, fixed=0):
+    """``_rows``' 'max' over ``R`` rows of one plane for float16 bits (x
+    uint16) into a float32 buffer: each half widened once (F16C) and combined
+    with the one-instruction max (``_vmax``'s ``nan=False``), which keeps the
+    first of equal values, -0 and +0 included, as the NaN rule does.  Returns
+    whether the rows hold a NaN; the buffer then is not their max and the
+    caller redoes them on the bits (``max_rows``)."""
+
+    @intrinsic
+    def rows(typingctx, x, o0, rs, R, W, buf, pl):
+        def codegen(context, builder, sig, args):
+            xp, bp = _data(context, builder, sig.args[0], args[0]), _data(context, builder, sig.args[5], args[5])
+            o_0, r_s, n_r, n_w, p_l = (_i64(context, builder, sig.args[i], args[i]) for i in (1, 2, 3, 4, 6))
+            it = ir.VectorType(ir.IntType(16), L)
+            ht, ft = ir.VectorType(ir.HalfType(), L), ir.VectorType(ir.FloatType(), L)
+            # the largest |bits| read: past 0x7C00 (infinity) is a NaN
+            seen = cgutils.alloca_once_value(builder, ir.Constant(it, [0] * L))
+            mag = ir.Constant(it, [0x7FFF] * L)
+
+            def block(w):
+                base = builder.add(o_0, w)
+
+                def row(r):
+                    h = _load(builder, xp, builder.add(base, builder.mul(r, r_s)), it, 2)
+                    m, a = builder.and_(h, mag), builder.load(seen)
+                    builder.store(builder.select(builder.icmp_signed(">", m, a), m, a), seen)
+                    return builder.fpext(builder.bitcast(h, ht), ft)
+
+                v = _fold(builder, row(ir.Constant(_I64, 0)), n_r, fixed, row, lambda a, b: _max_nonan(builder, a, b))
+                _store(builder, v, bp, builder.add(p_l, w), 4)
+
+            _blocks(builder, n_w, L, block)
+            bad = builder.icmp_signed(">", builder.load(seen), ir.Constant(it, [0x7C00] * L))
+            any_ = builder.extract_element(bad, ir.Constant(_I32, 0))
+            for j in range(1, L):
+                any_ = builder.or_(any_, builder.extract_element(bad, ir.Constant(_I32, j)))
+            return any_
+
+        return types.boolean(x, o0, rs, R, W, buf, pl), codegen
+
+    return rows
+
+
 def _wins(L, s, kind, fixed=0, adjacent=False):
     """A whole row: ``out[oo + o] = op(buf[b0 + o*s + k*d] for k < K)`` for ``o < OW``
     (``OW >= L``; ``fixed``: K is that).  'sum' adds in buf's type (float64),
@@ -259,11 +335,16 @@ def _taps_out(context, builder, kind, tap, n_k, fixed, mty, mval, o, bty, oty, L
     """Store ``out[oo + o:oo + o + L]``: the ``n_k`` taps ``tap(k)`` of a block
     of windows combined ('max'), or added, times ``mul[o:o + L]`` and rounded
     to out's type ('sum')."""
+    # float16 rows widened into a float32 buffer (``half_rows``) hold no NaN
+    widened = kind == "max" and bty.dtype == types.float32 and oty.dtype == types.uint16
     if kind == "max":
-        comb = lambda a, b: _vmax(builder, a, b, bty.dtype)  # noqa: E731
+        comb = (lambda a, b: _max_nonan(builder, a, b)) if widened else (lambda a, b: _vmax(builder, a, b, bty.dtype))
     else:
         comb = builder.fadd
     res = _fold(builder, tap(ir.Constant(_I64, 0)), n_k, fixed, tap, comb)
+    if widened:
+        # exact: every value came from a half
+        res = builder.bitcast(builder.fptrunc(res, ir.VectorType(ir.HalfType(), L)), ir.VectorType(ir.IntType(16), L))
     if kind == "sum":
         mp = _data(context, builder, mty, mval)
         me = context.get_data_type(mty.dtype)
@@ -978,6 +1059,31 @@ max_row_runs = _run_pass("max")
 # ``sum_plane_rows(x, o0, rs, R, W, buf, pl)``: ``sum_rows`` with one plane.
 sum_plane_rows = _plane_row_pass("sum")
 max_wins, sum_wins = _win_pass("max"), _win_pass("sum")
+
+
+def _half_row_pass():
+    h16_2, h16_3, h16, h8 = _half_rows(16, 2), _half_rows(16, 3), _half_rows(16), _half_rows(8)
+
+    @njit(inline="always")
+    def rows(x, o0, rs, R, W, buf, pl):
+        _check_rows(x, o0, rs, R, 0, 1, W, buf, pl)
+        if W < 16:
+            return h8(x, o0, rs, R, W, buf, pl)
+        if R == 3:
+            return h16_3(x, o0, rs, R, W, buf, pl)
+        if R == 2:
+            return h16_2(x, o0, rs, R, W, buf, pl)
+        return h16(x, o0, rs, R, W, buf, pl)
+
+    return rows
+
+
+# ``half_rows(x, o0, rs, R, W, buf, pl) -> bool``: ``max_rows`` over one plane
+# for float16 bits ``x`` (uint16) into a float32 ``buf``, ``W >= 8``; True when
+# the rows hold a NaN, and the buffer is then to be ignored (see
+# ``_half_rows``).  ``max_wins`` from such a buffer into uint16 ``out`` rounds
+# back to halves (exact) and skips the NaN test.
+half_rows = _half_row_pass()
 
 
 def _flat_pass(kind):

@@ -96,6 +96,13 @@ def cases():
         c[f"max sep cl few channels {tag}"] = lambda fp, r, s=cl[:3] + (3,): fp.max_pool2d(_x(r, s), 3, 2, 1, ceil_mode=True, layout="NHWC")
         # float16 widened to float32 (tiny: 1 output a row) and on the bits (mid: 8-lane rows)
         c[f"max float16 {tag}"] = lambda fp, r, s=cf: fp.max_pool2d(_x(r, s).astype(np.float16), 3, 2, 1, dilation=(1, 2))
+
+        def half_nan(fp, r, s=cf):
+            # 8-lane widened rows, and a NaN's rows redone on the bits
+            x = _x(r, s[:3] + (12,)).astype(np.float16)
+            x[..., 1, 5] = np.nan
+            return fp.max_pool2d(x, 3, 2)
+        c[f"max float16 widened {tag}"] = half_nan
         c[f"max cl direct {tag}"] = lambda fp, r, s=cl: fp.max_pool2d(_x(r, s), 3, 2, 1, dilation=(2, 1), layout="NHWC")
         # the direct kernel's windows over planes (two-plane windows, edges repeating a tap)
         c[f"max cl direct 3d {tag}"] = lambda fp, r, s=cl: fp.max_pool3d(_x(r, s[:1] + (3,) + s[1:]), 2, 1, 1, layout="NDHWC")
