@@ -47,9 +47,14 @@ def has_avx512() -> bool:
 
 @functools.cache
 def has_avx() -> bool:
-    """Whether the CPU that Numba compiles for has AVX (``_max_nonan``)."""
+    """Whether the CPU that Numba compiles for has AVX (``_max_nonan``); a CPU
+    named without its features (``NUMBA_CPU_NAME`` other than ``generic``,
+    whose features Numba sets empty) counts as without: the host's features
+    could name an instruction the named CPU lacks."""
     feats = config.CPU_FEATURES
     if feats is None:
+        if config.CPU_NAME not in (None, "host"):
+            return False
         import llvmlite.binding as ll
 
         return bool(ll.get_host_cpu_features().get("avx", False))

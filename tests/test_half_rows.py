@@ -8,6 +8,11 @@ included, with ties made likely: small integers, both zeros and infinities."""
 
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -84,3 +89,35 @@ def test_a_nan_in_one_row_leaves_the_others_widened(monkeypatch):
     y = fp.max_pool2d(x, 3, 2, 1)
     # the windows over rows 9-11 and 11-13 and columns 15-17 and 17-19
     assert (y.view(np.uint16) == 0x7D23).sum() == 4
+
+
+GENERIC = r"""
+import sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+import fastpool as fp
+from fastpool import _simd
+from reference import max_pool
+assert not _simd.has_avx()
+rng = np.random.default_rng(3)
+for nan in (False, True):
+    x = np.round(rng.standard_normal((2, 3, 9, 40)) * 2).astype(np.float16)
+    x.view(np.uint16)[0, :, ::3, ::5] = 0x8000
+    if nan:
+        x.view(np.uint16)[1, 1, 4, 7] = 0x7E01
+    got = fp.max_pool2d(x, 3, 2, 1)
+    want = np.moveaxis(max_pool(np.moveaxis(x, -1, 2), 2, 3, 2, 1)[0], 2, -1)
+    assert np.array_equal(got.view(np.uint16), want.view(np.uint16)), nan
+print("ok")
+"""
+
+
+def test_half_rows_without_avx_bit_for_bit(tmp_path):
+    # a CPU without AVX (here: Numba compiling for a generic x86-64) combines
+    # the widened rows with a select in place of the max instruction
+    env = dict(os.environ, NUMBA_CPU_NAME="generic", NUMBA_CACHE_DIR=str(tmp_path))
+    env.pop("NUMBA_CPU_FEATURES", None)
+    tests = str(pathlib.Path(__file__).parent)
+    r = subprocess.run([sys.executable, "-c", GENERIC.format(tests=tests)], env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
