@@ -1044,7 +1044,9 @@ def cf_max_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1,
 def cf_half_max_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, Lb, s, K, ahead, an):
     """Channels-first float16 max on the bits (x, out flat uint16) of rows that
     take the short vectors (``cf_row_args``'s ``uniform == 2``); geometry as
-    ``cf_max_forward``'s.  Half the bytes of widening to float32 first."""
+    ``cf_max_forward``'s.  Half the bytes of widening the input to float32
+    first.  Windows on one plane over rows of 8+ cells widen each row as it is
+    read (``_cf_half_max_wide``); the others compare halves on the bits."""
     total = (out.size // (OD * OH * OW)) * OD * OH
     nch = _chunks(total, nch)
     if ch >= nch:
