@@ -279,9 +279,10 @@ def fastpool_call(case: Case, inp):
         out = np.empty(case.result_shape, x.dtype)
         return lambda: f(x, a["kernel_size"], a["stride"], a["padding"], layout=lay, out=out)
     if case.op == "max_indices":
-        # no out= with indices (nor in PyTorch or onnxruntime's run): all allocate
+        # both into out=, as onnxruntime writes into its two bound outputs
         f = _fp_fn(nd, "max")
-        return lambda: f(x, a["kernel_size"], a["stride"], a["padding"], layout=lay, return_indices=True)
+        out = (np.empty(case.result_shape, x.dtype), np.empty(case.result_shape, np.int64))
+        return lambda: f(x, a["kernel_size"], a["stride"], a["padding"], layout=lay, return_indices=True, out=out)
     if case.op == "global_avg":
         out = np.empty(case.result_shape, x.dtype)
         return lambda: fp.global_avg_pool(x, layout=lay, out=out)

@@ -53,23 +53,24 @@ def _deliver(res: np.ndarray, out):
     return out
 
 
-def check_out(out, shape, dtype, inputs):
+def check_out(out, shape, dtype, inputs, what="out"):
     """``out=``: a writeable, C-contiguous array of the result's exact shape and
-    dtype that shares no memory with any input (fastpool never writes its inputs)."""
+    dtype that shares no memory with any input (fastpool never writes its
+    inputs); ``what`` names it in the messages."""
     if out is None:
         return None
     if not isinstance(out, np.ndarray):
-        raise PoolingTypeError(f"out must be a NumPy array or None, got {type(out).__name__}")
+        raise PoolingTypeError(f"{what} must be a NumPy array or None, got {type(out).__name__}")
     if tuple(out.shape) != tuple(shape):
-        raise PoolingError(f"out must have the result's shape {tuple(shape)}, got {tuple(out.shape)}")
+        raise PoolingError(f"{what} must have the result's shape {tuple(shape)}, got {tuple(out.shape)}")
     if out.dtype != dtype:
-        raise PoolingTypeError(f"out must have the result's dtype {np.dtype(dtype).name}, got {out.dtype.name}")
+        raise PoolingTypeError(f"{what} must have the result's dtype {np.dtype(dtype).name}, got {out.dtype.name}")
     if not (out.flags.c_contiguous and out.flags.writeable):
-        raise PoolingError("out must be C-contiguous and writeable"
+        raise PoolingError(f"{what} must be C-contiguous and writeable"
                            f" (C-contiguous: {out.flags.c_contiguous}, writeable: {out.flags.writeable})")
     for name, a in inputs.items():
         if isinstance(a, np.ndarray) and np.may_share_memory(out, a):
-            raise PoolingError(f"out must not share memory with the input {name}: fastpool never writes its inputs")
+            raise PoolingError(f"{what} must not share memory with the input {name}: fastpool never writes its inputs")
     return out
 
 
@@ -114,7 +115,9 @@ def _wide_args(axes, C: int, itemsize: int):
                                        t1.kernel, t2.kernel))
 
 
-def _max(cn: Canon, axes, want_idx: bool, out=None):
+def _max(cn: Canon, axes, want_idx: bool, out=None, iout=None):
+    """Max pooling into ``out`` (values) and, with ``want_idx``, ``iout``
+    (indices), each allocated where None."""
     if not want_idx and cn.x5.size:
         wide = _wide_args(axes, cn.x5.shape[4], cn.x5.dtype.itemsize)
         if wide is not None:
@@ -153,7 +156,7 @@ def _max(cn: Canon, axes, want_idx: bool, out=None):
             _cpu.pick(_cpu.sep_max_forward, xin, out5)(flat4(xin), flat4(out5), np.int64(xin.shape[4]), *tables(axes),
                                  *interior_args(axes))
         return _finish(cn, out5, axes, _out_dtype(cn, "max"), out)
-    idx5 = np.empty(cn.canon_shape(osp), np.int64)
+    idx5 = _target(iout, cn.canon_shape(osp), np.int64)
     vec = _argmax_args(xin, axes)
     if out5.size and vec is not None:
         _cpu.pick(_cpu.cf_argmax_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), idx5.reshape(-1),
@@ -163,8 +166,8 @@ def _max(cn: Canon, axes, want_idx: bool, out=None):
         _cpu.pick(_cpu.sep_argmax_forward, xin, out5)(xin[..., 0], out5[..., 0], idx5[..., 0], *tables(axes))
     elif out5.size:
         _cpu.pick(_cpu.cl_argmax_forward, xin, out5)(xin, out5, idx5, *tables(axes))
-    out = _finish(cn, out5, axes, _out_dtype(cn, "max"))
-    return out, idx5.reshape(out.shape)
+    out = _finish(cn, out5, axes, _out_dtype(cn, "max"), out)
+    return out, (idx5.reshape(out.shape) if iout is None else iout)
 
 
 def _bits_max(cn: Canon, axes, out):
@@ -532,15 +535,39 @@ def _lp_mode(torch_compat, power_mean):
     return LP_TORCH if torch_compat else (LP_MEAN if power_mean else LP_ONNX)
 
 
-def _values_only(return_indices, out) -> bool:
+def _max_outs(return_indices, out) -> tuple:
+    """``(want indices, values out, indices out)`` from a max pooling's
+    ``return_indices`` and ``out=``: an array, or with indices a pair of them
+    (either may be None: allocated)."""
     want = _bool("return_indices", return_indices)
-    if want and out is not None:
-        raise PoolingError("out= takes the pooled values only; it cannot be combined with return_indices=True")
-    return want
+    if out is None:
+        return want, None, None
+    pair = isinstance(out, (tuple, list))
+    if not want:
+        if pair:
+            raise PoolingTypeError(f"out must be a NumPy array or None, got {type(out).__name__}; a pair"
+                                   " (values, indices) needs return_indices=True")
+        return False, out, None
+    if not (pair and len(out) == 2):
+        got = f"a {type(out).__name__} of {len(out)}" if pair else type(out).__name__
+        raise PoolingTypeError(f"with return_indices=True, out must be a pair (values, indices) of arrays, got {got}")
+    return True, out[0], out[1]
 
 
-def _pooled_out(out, cn: Canon, axes, reducer: str, x):
-    return check_out(out, cn.user_shape(t.out for t in axes), _out_dtype(cn, reducer), {"x": x})
+def _apart(iout, values):
+    if iout is not None and values is not None and np.may_share_memory(iout, values):
+        raise PoolingError("out[1] (indices) must not share memory with out[0] (values)")
+    return iout
+
+
+def _indices_out(iout, shape, values, x):
+    """The indices array of ``out=(values, indices)``: int64, the values' shape,
+    sharing memory with neither the input nor the values array."""
+    return _apart(check_out(iout, shape, np.int64, {"x": x}, "out[1] (indices)"), values)
+
+
+def _pooled_out(out, cn: Canon, axes, reducer: str, x, what="out"):
+    return check_out(out, cn.user_shape(t.out for t in axes), _out_dtype(cn, reducer), {"x": x}, what)
 
 
 def _grad_out(out, cn: Canon, grad_output, x, indices):
@@ -564,11 +591,11 @@ def _make_max(nd):
     def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                  return_indices=False, *, layout="channels_first", out=None):
         spec = window_spec(nd, kernel_size, stride, padding, dilation, ceil_mode, layout)
-        want = _values_only(return_indices, out)
+        want, out, iout = _max_outs(return_indices, out)
         cn = canonical(x, nd, spec.layout, allow_int=True)
         axes = geo.plan(spec, cn.spatial)
-        out = _pooled_out(out, cn, axes, "max", x)
-        return _max(cn, axes, want, out)
+        out = _pooled_out(out, cn, axes, "max", x, "out[0] (values)" if want else "out")
+        return _max(cn, axes, want, out, _indices_out(iout, cn.user_shape(t.out for t in axes), out, x))
 
     def max_pool_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
                           ceil_mode=False, return_indices=False, *, layout="channels_first",
@@ -583,7 +610,8 @@ def _make_max(nd):
         _named(max_pool, name,
                f"{nd}-D max pooling; NaN propagates, ties go to the first maximum.\n\n"
                f"With ``return_indices=True`` also returns int64 flat indices into each\n"
-               f"unpadded input plane (PyTorch's convention)."),
+               f"unpadded input plane (PyTorch's convention); ``out=`` then takes a pair\n"
+               f"``(values, indices)`` (either may be None)."),
         _named(max_pool_backward, name + "_backward",
                f"Gradient of :func:`{name}` w.r.t. x; pass ``indices`` to skip re-finding the argmax."),
     )
@@ -698,11 +726,11 @@ def _make_adaptive(nd):
 
     def adaptive_max_pool(x, output_size, return_indices=False, *, layout="channels_first", out=None):
         spec = adaptive_spec(nd, output_size, layout)
-        want = _values_only(return_indices, out)
+        want, out, iout = _max_outs(return_indices, out)
         cn = canonical(x, nd, spec.layout, allow_int=True)
         axes = geo.plan(spec, cn.spatial)
-        out = _pooled_out(out, cn, axes, "max", x)
-        return _max(cn, axes, want, out)
+        out = _pooled_out(out, cn, axes, "max", x, "out[0] (values)" if want else "out")
+        return _max(cn, axes, want, out, _indices_out(iout, cn.user_shape(t.out for t in axes), out, x))
 
     def adaptive_max_pool_backward(grad_output, x, output_size, return_indices=False, *,
                                    layout="channels_first", indices=None, out=None):
@@ -758,13 +786,13 @@ def _global(x, layout, allow_int=True):
     return cn, geo.plan("global", cn.spatial)
 
 
-def _global_out(out, cn: Canon, keepdims, dtype, x):
+def _global_out(out, cn: Canon, keepdims, dtype, x, what="out"):
     """``out=`` of a global pooling: the result's shape (``keepdims`` or not) and
     dtype; returns it and its keepdims view, where the kernels write."""
     if out is None:
         return None, None
     shape = cn.user_shape((1,) * len(cn.spatial)) if _bool("keepdims", keepdims) else cn.lead + cn.trail
-    out = check_out(out, shape, dtype, {"x": x})
+    out = check_out(out, shape, dtype, {"x": x}, what)
     return out, out.reshape(cn.user_shape((1,) * len(cn.spatial)))
 
 
@@ -812,18 +840,21 @@ def global_avg_pool_backward(grad_output, x, *, keepdims=True, layout="channels_
 @public("global_max_pool")
 def global_max_pool(x, *, keepdims=True, return_indices=False, layout="channels_first", out=None):
     """Max over every spatial axis (NaN propagates, first maximum wins)."""
-    want = _values_only(return_indices, out)
+    want, out, iout = _max_outs(return_indices, out)
     cn, axes = _global(x, layout)
-    out, o5 = _global_out(out, cn, keepdims, _out_dtype(cn, "max"), x)
+    out, o5 = _global_out(out, cn, keepdims, _out_dtype(cn, "max"), x, "out[0] (values)" if want else "out")
+    iout, i5 = _global_out(iout, cn, keepdims, np.int64, x, "out[1] (indices)")
+    _apart(iout, out)
     planes = _global_cf(cn)
     if planes is not None and not want:
         r = _target(o5, (planes.shape[0],), planes.dtype)
         _cpu.pick(_cpu.global_max_cf, planes, r)(planes, r, stream_ahead(planes))
         res = _finish(cn, r, axes, _out_dtype(cn, "max"), o5)
     else:
-        res = _max(cn, axes, want, o5)
+        res = _max(cn, axes, want, o5, i5)
     if isinstance(res, tuple):
-        return _squeeze(cn, res[0], keepdims), _squeeze(cn, res[1], keepdims)
+        return (out if out is not None else _squeeze(cn, res[0], keepdims),
+                iout if iout is not None else _squeeze(cn, res[1], keepdims))
     return out if out is not None else _squeeze(cn, res, keepdims)
 
 

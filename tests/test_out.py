@@ -130,9 +130,51 @@ def test_out_overlapping_an_input_is_refused_and_the_input_kept(fn):
     np.testing.assert_array_equal(x, keep)
 
 
-def test_out_with_indices_is_refused():
-    with pytest.raises(PoolingError, match="out= takes the pooled values only"):
-        fp.max_pool2d(X, 2, return_indices=True, out=np.empty((2, 3, 4, 4), np.float32))
+@pytest.mark.parametrize("geom", GEOMS, ids=str)
+@pytest.mark.parametrize("dtype", ["float16", "float32", "int8"])
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_max_out_pair_with_indices_matches_reference(geom, dtype, layout):
+    nd, k, s, p, cm = geom
+    xcf, x = _x(nd, dtype, layout, seed=2)
+    want, want_idx = ref.max_pool(xcf, nd, k, s, p, ceil_mode=cm)
+    want, want_idx = _user(want.astype(dtype), nd, layout), _user(want_idx, nd, layout)
+    vals, idx = np.full(want.shape, 7, dtype), np.full(want.shape, -1, np.int64)
+    keep = x.copy()
+    got = getattr(fp, f"max_pool{nd}d")(x, k, s, p, ceil_mode=cm, return_indices=True, layout=layout,
+                                        out=(vals, idx))
+    assert got[0] is vals and got[1] is idx
+    np.testing.assert_array_equal(vals, want)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(x, keep)
+    # either array of the pair may be left to fastpool
+    v2, i2 = getattr(fp, f"max_pool{nd}d")(x, k, s, p, ceil_mode=cm, return_indices=True, layout=layout,
+                                           out=[None, np.empty_like(idx)])
+    np.testing.assert_array_equal(v2, want)
+    np.testing.assert_array_equal(i2, want_idx)
+
+
+def test_out_with_indices_must_be_a_pair_of_good_arrays():
+    v, i = np.empty((2, 3, 4, 4), np.float32), np.empty((2, 3, 4, 4), np.int64)
+    with pytest.raises(PoolingTypeError, match=r"with return_indices=True, out must be a pair \(values, indices\)"):
+        fp.max_pool2d(X, 2, return_indices=True, out=v)
+    with pytest.raises(PoolingTypeError, match="a pair .* got a tuple of 3"):
+        fp.max_pool2d(X, 2, return_indices=True, out=(v, i, i))
+    with pytest.raises(PoolingTypeError, match=r"a pair \(values, indices\) needs return_indices=True"):
+        fp.max_pool2d(X, 2, out=(v, i))
+    with pytest.raises(PoolingTypeError, match=r"out\[1\] \(indices\) must have the result's dtype int64, got int32"):
+        fp.max_pool2d(X, 2, return_indices=True, out=(v, i.astype(np.int32)))
+    with pytest.raises(PoolingError, match=r"out\[0\] \(values\) must have the result's shape \(2, 3, 4, 4\)"):
+        fp.max_pool2d(X, 2, return_indices=True, out=(v[:1], i))
+    x = X.astype(np.float64)
+    keep = x.copy()
+    both = np.empty(2 * i.size, np.int64)
+    overlapping = (both.view(np.float64)[: i.size].reshape(i.shape), both[i.size // 2:][: i.size].reshape(i.shape))
+    with pytest.raises(PoolingError, match=r"out\[1\] \(indices\) must not share memory with out\[0\] \(values\)"):
+        fp.max_pool2d(x, 2, return_indices=True, out=overlapping)
+    alias = x.reshape(-1).view(np.int64)[: i.size].reshape(i.shape)
+    with pytest.raises(PoolingError, match=r"out\[1\] \(indices\) must not share memory with the input x"):
+        fp.max_pool2d(x, 2, return_indices=True, out=(v.astype(np.float64), alias))
+    np.testing.assert_array_equal(x, keep)
 
 
 def _misaligned(shape, dtype, offset):
@@ -219,11 +261,30 @@ def test_other_pooling_backward_out_matches_reference(name, dtype):
     np.testing.assert_array_equal(x, keep_x)
 
 
-@pytest.mark.parametrize("name", ["adaptive_max_pool2d", "global_max_pool"])
-def test_other_out_with_indices_is_refused(name):
+@pytest.mark.parametrize("name, keepdims", [("adaptive_max_pool2d", True), ("global_max_pool", True),
+                                             ("global_max_pool", False)])
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_other_out_pair_with_indices_matches_reference(name, keepdims, dtype, layout):
     call = OTHERS[name][0]
-    with pytest.raises(PoolingError, match="out= takes the pooled values only"):
-        call(getattr(fp, name), X, return_indices=True, out=np.empty((2, 3, 1, 1), np.float32))
+    kw = {} if keepdims else {"keepdims": False}
+    xcf, x = _x(2, dtype, layout, seed=4)
+    if name == "global_max_pool":
+        want, want_idx = ref.global_max_pool(xcf)
+    else:
+        want, want_idx = ref.adaptive_max_pool(xcf, 2, (4, 3))
+    want, want_idx = _user(want.astype(dtype), 2, layout), _user(want_idx, 2, layout)
+    if not keepdims:
+        want, want_idx = want.reshape(2, -1), want_idx.reshape(2, -1)
+    vals, idx = np.full(want.shape, 7, dtype), np.full(want.shape, -1, np.int64)
+    keep = x.copy()
+    got = call(getattr(fp, name), x, return_indices=True, layout=layout, out=(vals, idx), **kw)
+    assert got[0] is vals and got[1] is idx
+    np.testing.assert_array_equal(vals, want)
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(x, keep)
+    with pytest.raises(PoolingTypeError, match="out must be a pair"):
+        call(getattr(fp, name), x, return_indices=True, layout=layout, out=vals, **kw)
 
 
 @pytest.mark.parametrize("name", sorted(OTHERS))
