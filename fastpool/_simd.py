@@ -246,8 +246,8 @@ def _rows(L, kind, fixed=0, planes=False, nan=True, runs=False):
 def _half_rows(L, fixed=0):
     """``_rows``' 'max' over ``R`` rows of one plane for float16 bits (x
     uint16) into a float32 buffer: each half widened once (F16C) and combined
-    with the one-instruction max (``_vmax``'s ``nan=False``), which keeps the
-    first of equal values, -0 and +0 included, as the NaN rule does.  Returns
+    with the CPU's max instruction (``_max_nonan``), which keeps the first of
+    equal values, -0 and +0 included, as the NaN rule does.  Returns
     whether the rows hold a NaN; the buffer then is not their max and the
     caller redoes them on the bits (``max_rows``)."""
 
