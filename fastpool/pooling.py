@@ -560,14 +560,16 @@ def _apart(iout, values):
     return iout
 
 
-def _indices_out(iout, shape, values, x):
-    """The indices array of ``out=(values, indices)``: int64, the values' shape,
-    sharing memory with neither the input nor the values array."""
-    return _apart(check_out(iout, shape, np.int64, {"x": x}, "out[1] (indices)"), values)
+def _max_pooled_out(want, out, iout, cn: Canon, axes, x) -> tuple:
+    """A max pooling's ``out=`` checked: the values array and, with indices,
+    the int64 indices array of the same shape, apart from it and the input."""
+    shape = cn.user_shape(t.out for t in axes)
+    out = check_out(out, shape, _out_dtype(cn, "max"), {"x": x}, "out[0] (values)" if want else "out")
+    return out, _apart(check_out(iout, shape, np.int64, {"x": x}, "out[1] (indices)"), out)
 
 
-def _pooled_out(out, cn: Canon, axes, reducer: str, x, what="out"):
-    return check_out(out, cn.user_shape(t.out for t in axes), _out_dtype(cn, reducer), {"x": x}, what)
+def _pooled_out(out, cn: Canon, axes, reducer: str, x):
+    return check_out(out, cn.user_shape(t.out for t in axes), _out_dtype(cn, reducer), {"x": x})
 
 
 def _grad_out(out, cn: Canon, grad_output, x, indices):
@@ -594,8 +596,7 @@ def _make_max(nd):
         want, out, iout = _max_outs(return_indices, out)
         cn = canonical(x, nd, spec.layout, allow_int=True)
         axes = geo.plan(spec, cn.spatial)
-        out = _pooled_out(out, cn, axes, "max", x, "out[0] (values)" if want else "out")
-        return _max(cn, axes, want, out, _indices_out(iout, cn.user_shape(t.out for t in axes), out, x))
+        return _max(cn, axes, want, *_max_pooled_out(want, out, iout, cn, axes, x))
 
     def max_pool_backward(grad_output, x, kernel_size, stride=None, padding=0, dilation=1,
                           ceil_mode=False, return_indices=False, *, layout="channels_first",
@@ -729,8 +730,7 @@ def _make_adaptive(nd):
         want, out, iout = _max_outs(return_indices, out)
         cn = canonical(x, nd, spec.layout, allow_int=True)
         axes = geo.plan(spec, cn.spatial)
-        out = _pooled_out(out, cn, axes, "max", x, "out[0] (values)" if want else "out")
-        return _max(cn, axes, want, out, _indices_out(iout, cn.user_shape(t.out for t in axes), out, x))
+        return _max(cn, axes, want, *_max_pooled_out(want, out, iout, cn, axes, x))
 
     def adaptive_max_pool_backward(grad_output, x, output_size, return_indices=False, *,
                                    layout="channels_first", indices=None, out=None):
