@@ -83,6 +83,14 @@ def _max_nonan(builder, a, b):
     return parts[0]
 
 
+def _any_lane(builder, mask):
+    """Whether any lane of an i1 vector is set."""
+    any_ = builder.extract_element(mask, ir.Constant(_I32, 0))
+    for j in range(1, mask.type.count):
+        any_ = builder.or_(any_, builder.extract_element(mask, ir.Constant(_I32, j)))
+    return any_
+
+
 def _data(context, builder, aty, aval):
     return context.make_array(aty)(context, builder, aval).data
 
@@ -276,10 +284,7 @@ def _half_rows(L, fixed=0):
 
             _blocks(builder, n_w, L, block)
             bad = builder.icmp_signed(">", builder.load(seen), ir.Constant(it, [0x7C00] * L))
-            any_ = builder.extract_element(bad, ir.Constant(_I32, 0))
-            for j in range(1, L):
-                any_ = builder.or_(any_, builder.extract_element(bad, ir.Constant(_I32, j)))
-            return any_
+            return _any_lane(builder, bad)
 
         return types.boolean(x, o0, rs, R, W, buf, pl), codegen
 
@@ -876,10 +881,7 @@ def _any_nan(L):
 
             _blocks(builder, cnt, L, block)
             v = builder.load(acc)
-            any_ = builder.extract_element(v, ir.Constant(_I32, 0))
-            for j in range(1, L):
-                any_ = builder.or_(any_, builder.extract_element(v, ir.Constant(_I32, j)))
-            return any_
+            return _any_lane(builder, v)
 
         return types.boolean(x, o0, n), codegen
 
