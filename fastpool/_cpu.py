@@ -385,7 +385,7 @@ def _hmax_row(buf, orow, C, OW, lo2, nt2, d2, ia, ib, ibase, istep, K):
 def _hsum_border(buf, acc, C, lo2, nt2, d2, o0, o1):
     for ow in range(o0, o1):
         for c in range(C):
-            s = 0.0
+            s = acc.dtype.type(0)
             for k in range(nt2[ow]):
                 s += buf[_u((lo2[ow] + k * d2) * C + c)]
             acc[_u(ow * C + c)] = s
@@ -464,8 +464,9 @@ def _same_from(a, i, j):
 
 @Chunked
 def sep_sum_forward(ch, nch, x, out, C, pmode, p, fmode, rdiv, rat, area,
-                    lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2, ia, ib, ibase, istep, K):
-    """Window sums in float64 of x (pmode 0), |x|^p (1) or x^p (2), then finalised:
+                    lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2, ia, ib, ibase, istep, K, acc0):
+    """Window sums of x (pmode 0), |x|^p (1) or x^p (2) in ``acc0``'s dtype
+    (an empty array: ``pooling._sum_acc``), then finalised:
     fmode 0: sum / div (average); 1: sum^(1/p) (ONNX Lp); 2: (sum/div*area)^(1/p)
     (PyTorch's lp_pool); 3: (sum/div)^(1/p) (power mean).  ``rdiv[rat[od, oh]]``
     holds output row (od, oh)'s 1/div (``_core.divisor_rows``): a multiply
@@ -478,8 +479,8 @@ def sep_sum_forward(ch, nch, x, out, C, pmode, p, fmode, rdiv, rat, area,
     if ch >= nch:
         return
     inv = 1.0 / p
-    buf = np.empty(WC, np.float64)
-    acc = np.empty(OWC, np.float64)
+    buf = np.empty(WC, acc0.dtype)
+    acc = np.empty(OWC, acc0.dtype)
     # plain sums add whole rows in _simd's vectors: with one tap on D, from x;
     # with several and windows that overlap on H, through a buffer of rows
     # added over the depth taps (see _DEEP_ROWS), refilled from the row a
@@ -495,7 +496,7 @@ def sep_sum_forward(ch, nch, x, out, C, pmode, p, fmode, rdiv, rat, area,
     vec &= overlap or not deep
     deep &= vec
     G = max(span, _DEEP_ROWS) if deep else 0
-    dbuf = np.empty(G * WC, np.float64)
+    dbuf = np.empty(G * WC, acc0.dtype)
     gb, god, ya, ye = -1, -1, 0, 0
     r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
     for r in range(r0, r1):
@@ -1119,15 +1120,17 @@ def _cf_half_max_wide(x, out, buf, fbuf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH,
 
 @Chunked
 def cf_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, lo2, nt2, d2,
-                   uniform, pl, Lb, s, K, pmode, p, fmode, rdiv, rat, area, ahead, an):
+                   uniform, pl, Lb, s, K, pmode, p, fmode, rdiv, rat, area, ahead, an, acc0):
     """Channels-first window sums in float64, finalised as ``sep_sum_forward``'s
-    ``pmode`` / ``fmode`` say; geometry arguments as ``cf_max_forward``'s."""
+    ``pmode`` / ``fmode`` say; geometry arguments as ``cf_max_forward``'s.
+    Plain averages through the row vectors add in ``acc0``'s dtype (as
+    ``sep_sum_forward``'s)."""
     total = (out.size // (OD * OH * OW)) * OD * OH
     nch = _chunks(total, nch)
     if ch >= nch:
         return
     inv = 1.0 / p
-    buf = np.zeros(2 * Lb if uniform == 2 else Lb, np.float64)
+    buf = np.zeros(Lb, np.float64)
     acc = np.empty(OW, np.float64)
     ps = np.empty(OW + K + 1, np.float64)
     ev = np.empty(OW + K + 1, np.float64)
@@ -1142,12 +1145,13 @@ def cf_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1,
             _simd.avg_quads(x, o0, W, out, r * OW, rdiv[rat[od, oh]], OW)
     elif uniform == 2 and pmode == 0 and fmode == 0:
         deep, span = _deep_span(nt0, nt1, d1)
+        abuf = np.zeros(2 * Lb, acc0.dtype)
         if deep:
-            dbuf = np.empty(max(span, _DEEP_ROWS) * W, np.float64)
-            _cf_avg_deep(x, out, buf, Lb, dbuf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2,
+            dbuf = np.empty(max(span, _DEEP_ROWS) * W, acc0.dtype)
+            _cf_avg_deep(x, out, abuf, Lb, dbuf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2,
                          pl, s, K, rdiv, rat, ahead)
         else:
-            _cf_avg_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s,
+            _cf_avg_vec(x, out, abuf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s,
                         K, rdiv, rat)
     else:
         for r in range(r0, r1):
@@ -1251,9 +1255,10 @@ def cf_short_max_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1
 
 @Chunked
 def cf_short_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, pl, s, K, rdiv, rat, ahead,
-                         an):
-    """Channels-first window sums of short rows in float64, times the row's
-    multipliers ``rdiv[rat[od, oh]]`` (``_simd.sum_short``)."""
+                         an, acc0):
+    """Channels-first window sums of short rows in ``acc0``'s dtype (as
+    ``cf_sum_forward``'s), times the row's multipliers ``rdiv[rat[od, oh]]``
+    (``_simd.sum_short``)."""
     total = (out.size // (OD * OH * OW)) * OD * OH
     nch = _chunks(total, nch)
     if ch >= nch:
@@ -1265,7 +1270,7 @@ def cf_short_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1
         o0 = ((b * D + lo0[od]) * H + lo1[oh]) * W
         _ask_ahead(x, o0 + (nt0[od] - 1) * d0 * H * W, ahead, an)
         _simd.sum_short(x, o0, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, pl, out, r * OW, rdiv[rat[od, oh]], OW, s, K,
-                        0.0)
+                        acc0.dtype.type(0))
 
 
 @Chunked
@@ -1295,17 +1300,18 @@ def cf_flat_max_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1,
 
 @Chunked
 def cf_flat_sum_forward(ch, nch, x, out, D, H, W, OD, OH, lo0, nt0, d0, lo1, d1, segs, col, pL, K, G, Lb, mul, ahead,
-                        an):
+                        an, acc0):
     """Channels-first averages of planes of short rows, as
     ``cf_flat_max_forward`` (stride 1 on W: ``cf_flat_args`` without its
     stride); ``mul`` rows ``1 / divisor`` of a plane's outputs, one per output
-    depth or a single one for all."""
+    depth or a single one for all; sums in ``acc0``'s dtype, as
+    ``cf_sum_forward``'s."""
     S = OH * W
     planes = out.size // S
     nch = _chunks(planes, nch)
     if ch >= nch:
         return
-    buf = np.zeros(Lb, np.float64)
+    buf = np.zeros(Lb, acc0.dtype)
     for q in range(ch * planes // nch, (ch + 1) * planes // nch):
         b = q // OD
         od = q - b * OD

@@ -370,8 +370,35 @@ def _deep_narrow(xin, axes) -> bool:
     return deep and (overlap or xin.shape[4] < _CL_DEEP_BELOW)
 
 
-def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes):
+# Plain float32 averages over at most this many taps add in float32 in the
+# row kernels (channels-first, and channels-last through the separable rows),
+# as the channels-last direct kernels and PyTorch's and onnxruntime's do, in an
+# order fixed by the geometry: the taps of each of a window's columns (rows and
+# depth planes), then across the columns, scaled by 1 / divisor in float64
+# (tests/test_sum32.py).  Their float64 adds cost three conversions a cell.
+# Medians of three alternated runs, two threads: (8, 256, 56, 56) k3 s1 p1
+# 2.9 -> 2.1 ms, (64, 512, 14, 14) 3.9 -> 3.2, (8, 256, 3136) 1-D 3.4 -> 3.0,
+# (8, 32, 8, 56, 56) 4.9 -> 4.1, channels-last (8, 8, 56, 56, 32) 5.8 -> 4.3.
+# Larger windows stay in float64, where float32 rounding grows with the taps.
+SUM32_TAPS = 27
+_ACC32, _ACC64 = np.empty(0, np.float32), np.empty(0, np.float64)
+
+
+def _sum_acc(out5, axes, pmode, fmode) -> np.ndarray:
+    """An empty array of the dtype the row kernels' sums add in."""
+    if out5.dtype != np.float32 or pmode != 0 or fmode != 0:
+        return _ACC64
+    taps = 1
+    for t in axes:
+        taps *= int(t.taps.max())
+    return _ACC32 if taps <= SUM32_TAPS else _ACC64
+
+
+def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes, narrow=True):
+    # narrow=False: the row kernels add in float64 whatever the window (the
+    # average's backward keeps its float64 sums)
     rdiv, rat = divisor_rows(axes, *dv)
+    acc = _sum_acc(out5, axes, pmode, fmode) if narrow else _ACC64
     # Lp sums of |x|^p overflow float32 (p >= 8 on float16-sized values): only the
     # plain sums take the channels-last kernel, which accumulates in the output's dtype
     if xin.shape[4] >= _CL_DIRECT_FROM and pmode == 0 and fmode == 0 and quad_rows(axes):
@@ -386,22 +413,25 @@ def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes):
         short = cf_short_taken(axes)
         if short is not None:
             _cpu.pick(_cpu.cf_short_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
-                                                            *tables(axes)[:6], *short, rdiv, rat, *cf_ahead(axes, xin))
+                                                            *tables(axes)[:6], *short, rdiv, rat, *cf_ahead(axes, xin),
+                                                            acc)
             return
         flat = cf_flat_args(axes)
         mul = None if flat is None else flat_multipliers(axes, *dv)
         if mul is not None:
             _cpu.pick(_cpu.cf_flat_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1),
                                                            *_cf_dims(xin, out5)[:5], *_flat_dims(axes), *flat[:6], mul,
-                                                           *cf_ahead(axes, xin))
+                                                           *cf_ahead(axes, xin), acc)
             return
     if xin.shape[4] == 1:
         _cpu.pick(_cpu.cf_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
                                                   *tables(axes), *cf_row_args(axes, pmode == 0 and fmode == 0),
-                                                  pmode, float(p), fmode, rdiv, rat, float(area), *cf_ahead(axes, xin))
+                                                  pmode, float(p), fmode, rdiv, rat, float(area), *cf_ahead(axes, xin),
+                                                  acc)
         return
     _cpu.pick(_cpu.sep_sum_forward, xin, out5)(flat4(xin), flat4(out5), np.int64(xin.shape[4]), pmode, float(p), fmode,
-                         rdiv, rat, float(area), *tables(axes), *interior_args(axes))
+                         rdiv, rat, float(area), *tables(axes), *interior_args(axes),
+                         acc)
 
 
 def _grad_buffers(cn: Canon, grad_output, axes, op, out=None):
@@ -489,7 +519,7 @@ def _avg_backward(cn: Canon, axes, grad_output, dv, op, out=None):
     g5, gx5 = _grad_buffers(cn, grad_output, axes, op, out)
     adj = _adjoint_box(axes, *dv) if gx5.size else None
     if adj is not None:
-        _sum_forward(g5, gx5, 0, 1.0, 0, ("pad", adj[1]), 1.0, adj[0])
+        _sum_forward(g5, gx5, 0, 1.0, 0, ("pad", adj[1]), 1.0, adj[0], narrow=False)
         return _to_user(cn, gx5, out)
     if gx5.size:
         p0, c0, p1, c1, _, _ = covers(axes)

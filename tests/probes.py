@@ -45,3 +45,30 @@ def kernel_args(monkeypatch, names, index, conv=int):
 
     monkeypatch.setattr(_cpu, "pick", spy)
     return seen
+
+
+def assert_float32_sums(got, want, want_abs, taps, what=""):
+    """float32 window averages added in float32 (``pooling.SUM32_TAPS``) against
+    the float64 reference ``want``: within the error bound of a float32 sum of
+    ``taps`` terms, ``taps * eps * avg|x| + eps * |want|`` (``want_abs``: the
+    reference's average of ``|x|``), NaN where ``want`` is."""
+    eps = float(np.finfo(np.float32).eps)
+    got64, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    np.testing.assert_array_equal(np.isnan(got64), np.isnan(want), err_msg=f"{what}: NaN")
+    fin = np.isfinite(want)
+    np.testing.assert_array_equal(got64[~fin], want[~fin], err_msg=f"{what}: inf")
+    err = np.abs(got64[fin] - want[fin])
+    bound = taps * eps * np.asarray(want_abs, np.float64)[fin] + eps * np.abs(want[fin])
+    worst = int(np.argmax(err - bound)) if err.size else 0
+    assert np.all(err <= bound), (f"{what}: {err[worst]:.3g} off, bound {bound[worst]:.3g} "
+                                  f"(got {got64[fin][worst]!r}, want {want[fin][worst]!r})")
+
+
+def assert_float32_avg(got, x, nd, **geom):
+    """``assert_float32_sums`` for ``avg_pool{nd}d(x, **geom)`` of float32 ``x``,
+    against the NumPy reference."""
+    from reference import avg_pool
+
+    taps = int(np.prod(np.broadcast_to(geom["kernel_size"], (nd,))))
+    assert_float32_sums(got, avg_pool(x, nd, **geom), avg_pool(np.abs(x), nd, **geom), taps,
+                        f"avg_pool{nd}d {dict(geom)}")

@@ -264,7 +264,7 @@ def _flat(v):
     return list(v) if isinstance(v, tuple) else [v]
 
 
-def test_every_kernel_stays_in_bounds(tmp_path):
+def test_every_kernel_stays_in_bounds(tmp_path, monkeypatch):
     ns = {}
     exec(compile(textwrap.dedent(CASES), "cases", "exec"), ns)
     env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path / "numba_cache"),
@@ -282,7 +282,10 @@ def test_every_kernel_stays_in_bounds(tmp_path):
     assert serial_below == 2**62
     assert len(kernels) >= 20 and twins_run == kernels, (
         f"kernels never run under bounds checks: {sorted(set(kernels) - set(twins_run))}")
-    # the same calls here, without bounds checks, give the same results
+    # the same calls here, without bounds checks, give the same results (through
+    # the same kernels: the short rows forced on as there; float32 averages'
+    # bits depend on the kernel)
+    monkeypatch.setattr(fp._simd, "has_avx512", lambda: True)
     for name, f in ns["cases"]().items():
         rng = np.random.default_rng(zlib.crc32(name.encode()))
         want = _flat(f(fp, rng))

@@ -6,8 +6,9 @@ dtype, layout (channels_first, channels_last and the NCHW-style aliases) and
 batched / unbatched input.  Forward values, max indices and backward passes are
 all checked; backward is compared with the reference's scatter loops.
 
-Tolerances: float64 rtol 1e-12; float32 a few ULP (fastpool accumulates in
-float64 and rounds once, the reference is float64 rounded to float32); float16
+Tolerances: float64 rtol 1e-12; float32 a few ULP (fastpool adds small
+windows in float32, larger ones in float64, see tests/test_sum32.py; the
+reference is float64 rounded to float32); float16
 against the reference rounded to float32 and then to float16 (fastpool computes
 float16 in float32), so at most one float16 ULP apart.
 """

@@ -8,8 +8,8 @@ input is handed to torch as a permuted view, which for 2-D/3-D is a
 ``torch.channels_last``/``channels_last_3d`` tensor, so torch's channels-last
 kernels are the oracle there.
 
-float64 must agree to rtol 1e-12; float32 to a few ULP (torch accumulates in
-float32, fastpool in float64).
+float64 must agree to rtol 1e-12; float32 to a few ULP (both add small windows
+in float32, in their own orders; fastpool adds larger ones in float64).
 """
 
 from __future__ import annotations
