@@ -297,7 +297,7 @@ def _wins(L, s, kind, fixed=0, adjacent=False):
     """A whole row: ``out[oo + o] = op(buf[b0 + o*s + k*d] for k < K)`` for ``o < OW``
     (``OW >= L``; ``fixed``: K is that).  'sum' adds in buf's type,
     multiplies by ``mul[o]`` (in float64 where mul is) and rounds to out's
-    type.  ``adjacent`` (stride 1, ``fixed`` K, d = 1, float64 buffers): the
+    type.  ``adjacent`` (stride 1, ``fixed`` K, d = 1; max, or float64 sums): the
     taps of a block are shuffled out of two loads, its L cells and the K - 1
     after them, instead of K loads each shifted by a cell."""
 
@@ -313,9 +313,10 @@ def _wins(L, s, kind, fixed=0, adjacent=False):
             mask = ir.Constant(ir.VectorType(_I32, L), [j * s for j in range(L)])
             stride = ir.Constant(_I64, s)
 
-            # float32 buffers take the K shifted loads: shuffled out of two, the
-            # taps measured 1.3x slower (0.38 against 0.30 ns a cell, in cache)
-            adj = adjacent and bty.dtype.bitwidth == 64
+            # float32 sums take the K shifted loads: shuffled out of two, their
+            # taps measured 1.3x slower (0.38-0.40 against 0.30 ns a cell, in
+            # cache, (64, 56) rows)
+            adj = adjacent and (kind == "max" or bty.dtype.bitwidth == 64)
 
             def block(o):
                 start = builder.add(b_0, builder.mul(o, stride))

@@ -373,9 +373,9 @@ def _deep_narrow(xin, axes) -> bool:
 # Plain float32 averages over at most this many taps add in float32 in the
 # row kernels (channels-first, and channels-last through the separable rows),
 # as the channels-last direct kernels and PyTorch's and onnxruntime's do, in an
-# order fixed by the geometry: the taps of each of a window's columns (rows and
-# depth planes), then across the columns, scaled by 1 / divisor in float64
-# (tests/test_sum32.py).  Their float64 adds cost three conversions a cell.
+# order fixed by the kernel: the taps of each of a window's columns (rows and
+# depth planes, in an order of their own in each kernel), then across the
+# columns, scaled by 1 / divisor in float64 (tests/test_sum32.py; README).  Their float64 adds cost three conversions a cell.
 # Medians of three alternated runs, two threads: (8, 256, 56, 56) k3 s1 p1
 # 2.9 -> 2.1 ms, (64, 512, 14, 14) 3.9 -> 3.2, (8, 256, 3136) 1-D 3.4 -> 3.0,
 # (8, 32, 8, 56, 56) 4.9 -> 4.1, channels-last (8, 8, 56, 56, 32) 5.8 -> 4.3.

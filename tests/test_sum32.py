@@ -71,7 +71,7 @@ def numpy_avg32(x, k, s, p, count_include_pad=True, depth_first=True):
 
 
 # where each kernel takes the accumulator's dtype (an empty array)
-_ACC_AT = {"cf_sum_forward": 30, "cf_flat_sum_forward": 21, "sep_sum_forward": 23}
+_ACC_AT = {"cf_sum_forward": 30, "cf_flat_sum_forward": 21, "sep_sum_forward": 23, "cf_short_sum_forward": 21}
 
 CASES = [
     # nd, input shape, kernel, stride, padding, the kernel that runs
@@ -82,6 +82,10 @@ CASES = [
     (1, (2, 3, 301), 3, 1, 1, "cf_sum_forward"),
     (3, (1, 3, 5, 9, 40), 3, 1, 1, "cf_sum_forward"),      # depth planes first (deep rows)
     (3, (1, 3, 5, 9, 20), 3, 1, 1, "cf_flat_sum_forward"),  # each plane's rows first
+    # rows in one vector, where the CPU has AVX-512 (forced on here): each
+    # plane's rows first, where the row kernels take the planes first
+    (2, (2, 3, 9, 14), 3, 1, 1, "cf_short_sum_forward"),
+    (3, (1, 3, 5, 9, 12), 3, 2, 1, "cf_short_sum_forward"),
     # channels-last with few channels: the separable rows (depth planes first)
     (2, (2, 4, 19, 23), 3, 1, 1, "sep_sum_forward"),
     (3, (1, 32, 5, 9, 12), 3, 1, 1, "sep_sum_forward"),
@@ -97,6 +101,8 @@ def test_small_windows_add_in_float32(monkeypatch, case, count_include_pad):
     # magnitudes far apart, where float32 and float64 sums part
     x *= np.exp2(np.random.default_rng(7).integers(-12, 12, shape)).astype(np.float32)
     before = x.copy()
+    if name == "cf_short_sum_forward":
+        monkeypatch.setattr("fastpool._simd.has_avx512", lambda: True)
     acc = kernel_args(monkeypatch, (name,), _ACC_AT[name], conv=lambda a: a.dtype)
     if name == "sep_sum_forward":
         cl = np.ascontiguousarray(np.moveaxis(x, 1, -1))
@@ -105,7 +111,8 @@ def test_small_windows_add_in_float32(monkeypatch, case, count_include_pad):
     else:
         got = getattr(fp, f"avg_pool{nd}d")(x, k, s, p, count_include_pad=count_include_pad)
     assert acc == [np.float32], f"{name}: {acc}"
-    want = numpy_avg32(x, k, s, p, count_include_pad, depth_first=name != "cf_flat_sum_forward")
+    rows_first = name in ("cf_flat_sum_forward", "cf_short_sum_forward")
+    want = numpy_avg32(x, k, s, p, count_include_pad, depth_first=not rows_first)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(x, before)
     # and a few float32 ULP from the float64 reference
@@ -132,3 +139,16 @@ def test_float16_and_float64_keep_their_rules():
     got16 = fp.avg_pool2d(h, 3, 1, 1)
     assert got16.dtype == np.float16
     np.testing.assert_array_equal(got16, numpy_avg32(h.astype(np.float32), 3, 1, 1).astype(np.float16))
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+def test_float32_sums_past_float32s_range_overflow(layout):
+    """As PyTorch's: a float32 sum past float32's range is inf although the average
+    would fit; float64 input keeps it."""
+    big = np.full((1, 2, 8, 16), 3e38)
+    if layout == "channels_last":
+        big = np.ascontiguousarray(np.moveaxis(big, 1, -1))
+    got32 = fp.avg_pool2d(big.astype(np.float32), 3, 1, 1, count_include_pad=False, layout=layout)
+    got64 = fp.avg_pool2d(big, 3, 1, 1, count_include_pad=False, layout=layout)
+    np.testing.assert_allclose(got64, 3e38, rtol=1e-15)
+    assert np.isinf(got32).all()
