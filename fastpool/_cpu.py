@@ -1481,12 +1481,14 @@ def vh_max_forward(ch, nch, x, out, C, lo1, nt1, K1, lo2, nt2, K2):
 # ----------------------------------------------------------------------------- wide stride-1 max
 #
 # A stride-1 window of K taps is two overlapping windows of P taps (P >= K/2):
-# max(m_P[i], m_P[i + K - P]); and m_3P[i] = max(m_P[i], m_P[i + P],
-# m_P[i + 2P]), m_2P[i] = max(m_P[i], m_P[i + P]).  So a few flat passes of
-# vector maxima (triple_max while 3P <= K, then pair_max) do one axis,
-# whatever K is: a sparse table, van Herk's cost without its serial running
-# maxima.  Tripling first takes fewer passes than doubling (K = 13: 1, 3, 9
-# and the final pair, against 1, 2, 4, 8 and the final; K = 5: 1, 3 and the
+# max(m_P[i], m_P[i + K - P]); and m_3P[i] = max(m_P[i], m_P[i + P], m_P[i +
+# 2P]), m_2P[i] = max(m_P[i], m_P[i + P]).  So a few flat passes of vector
+# maxima (triple_max while 3P < K, then pair_max) do one axis, whatever K is: a
+# sparse table, van Herk's cost without its serial running maxima.  An axis's
+# last pass, a pair or for K = 3P a triple, writes straight where the next stage
+# reads (k9: a copy pass less on each axis, (8, 256, 56, 56) 0.86-0.87x the time
+# on 2 threads).  Tripling first takes fewer passes than doubling (K = 13: 1, 3,
+# 9 and the final pair, against 1, 2, 4, 8 and the final; K = 5: 1, 3 and the
 # final): measured k5 8%, k9 4-8%, k13 0-3% faster than doubling.  Each pass
 # combines earlier ranges with later ones in order, so the result is the
 # sequential rule's bit for bit (the first of equal maxima, the last NaN),
@@ -1497,20 +1499,31 @@ def vh_max_forward(ch, nch, x, out, C, lo1, nt1, K1, lo2, nt2, K2):
 def _wide_plane_fn(pair, triple):
     @njit(inline="always")
     def levels(src, P, step, K, n, d1, d2):
-        # src holds maxima of P taps; -> (a, rs): the max of K taps ``step`` apart
-        # from src[i] is max(a[i], a[i + rs]), i < n.  Writes d1, d2 in turn.
+        # src holds maxima of P taps; -> (a, rs, tri): the max of K taps
+        # ``step`` apart from a[i] is that of a[i + r*rs], r < 3 (tri) or r < 2,
+        # i < n, which the caller's last pass takes into its destination.
+        # Writes d1, d2 in turn.
         a = src
         dst = d1
         other = d2
-        while 2 * P <= K:
-            if 3 * P <= K:
+        while 2 * P < K and 3 * P != K:
+            if 3 * P < K:
                 triple(a, 0, P * step, n + (K - 3 * P) * step, dst, 0)
                 P *= 3
             else:
                 pair(a, 0, P * step, n + (K - 2 * P) * step, dst, 0)
                 P *= 2
             a, dst, other = dst, other, dst
-        return a, (K - P) * step
+        if 3 * P == K:
+            return a, P * step, True
+        return a, (K - P) * step, False
+
+    @njit(inline="always")
+    def last(a, ao, rs, tri, n, dst, do):
+        if tri:
+            triple(a, ao, rs, n, dst, do)
+        else:
+            pair(a, ao, rs, n, dst, do)
 
     @njit(inline="always")
     def plane(x, xo, out, oo, H, WC, OH, OWC, C, ph, pwc, KH, KW, t1, t2, t3, lowest, nxt):
@@ -1536,13 +1549,13 @@ def _wide_plane_fn(pair, triple):
             else:
                 t1[d:d + WC] = lowest
         u = t1
-        if KH > 1:
-            a, rs = levels(t1, R0, WpC, KH, OH * WpC, t2, t1)
+        if KH > R0:
+            a, rs, tri = levels(t1, R0, WpC, KH, OH * WpC, t2, t1)
             u = t3
-            pair(a, 0, rs, OH * WpC, t3, 0)
-        b, rw = levels(u, 1, C, KW, (OH - 1) * WpC + OWC, t2, t3)
+            last(a, 0, rs, tri, OH * WpC, t3, 0)
+        b, rw, tri = levels(u, 1, C, KW, (OH - 1) * WpC + OWC, t2, t3)
         for oh in range(OH):
-            pair(b, oh * WpC, rw, OWC, out, oo + oh * OWC)
+            last(b, oh * WpC, rw, tri, OWC, out, oo + oh * OWC)
 
     return plane
 

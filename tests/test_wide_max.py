@@ -24,6 +24,11 @@ GEOMETRIES = [
     ((9, 24), (1, 6), (0, 3)),
     ((12, 10), (6, 1), (2, 0)),
     ((10, 23), (4, 8), (2, 3)),
+    # windows whose last pass is a triple (9 = 3 x 3, 27 = 3 x 9) or whose
+    # rows the first pass takes whole (2 and 3 rows)
+    ((12, 30), (3, 9), (1, 4)),
+    ((9, 31), (2, 27), (1, 13)),
+    ((30, 11), (27, 2), (13, 1)),
 ]
 
 
