@@ -1527,9 +1527,10 @@ def _wide_plane_fn(pair, triple):
 
     @njit(inline="always")
     def plane(x, xo, out, oo, H, WC, OH, OWC, C, ph, pwc, KH, KW, t1, t2, t3, lowest, nxt):
-        # t1 holds the padded rows (KH == 1), or maxima of R0 rows (the first H
-        # level, straight from x); only its interior is written here, and only
-        # H passes, which keep the padding columns' -inf, write it whole.
+        # t1 holds maxima of R0 rows (the first H level, straight from x; with
+        # KH <= 3 that is the whole window on H, and the W passes read t1);
+        # only its interior is written here, and only H passes, which keep the
+        # padding columns' -inf, write it whole.
         # The next plane (at nxt, if >= 0) is asked for a row per row here, so
         # that it arrives while the passes run: from memory, (8, 256, 56, 56)
         # k13 took 0.82x the time on 1 and 2 threads ((8, 64, 112, 112) 0.86x;
