@@ -1059,7 +1059,8 @@ def _win_pass(kind):
     w8s1, w8s1_2, w8s1_3 = _wins(8, 1, kind), _wins(8, 1, kind, 2), _wins(8, 1, kind, 3)
     a8s1_2, a8s1_3 = _wins(8, 1, kind, 2, True), _wins(8, 1, kind, 3, True)
     w8s2, w8s2_2, w8s2_3 = _wins(8, 2, kind), _wins(8, 2, kind, 2), _wins(8, 2, kind, 3)
-    a8s2_3 = _wins(8, 2, kind, 3, kind == "max")
+    # sums keep the plain stride-2 pass (lane2 is for max)
+    a8s2_3 = _wins(8, 2, kind, 3, True) if kind == "max" else w8s2_3
     w4s1, w4s2, w4s2_3 = _wins(4, 1, kind), _wins(4, 2, kind), _wins(4, 2, kind, 3)
 
     @njit(inline="always")
