@@ -1,8 +1,8 @@
-"""Channels-first rows long enough for ``_simd``'s 16-lane row passes (16+ cells)
-and the stride-1 window passes whose taps are shuffled out of two loads (2 or 3
-adjacent taps, 8+ outputs), against the NumPy reference: rows of 16-41 cells,
-widths that leave an overlapping last block, dilated taps beside them (which
-keep one load per tap), NaN, infinities and signed zeros."""
+"""Channels-first rows long enough for ``_simd``'s 16-lane row passes (16+ cells) and
+the window passes whose taps are shuffled out of two loads (stride 1, 2 or 3
+adjacent taps; stride 2, 3 taps; 8+ outputs), against the NumPy reference: rows of
+16-64 cells, widths that leave an overlapping last block, dilated taps beside them
+(which keep one load per tap), NaN, infinities and signed zeros."""
 
 from __future__ import annotations
 
@@ -73,3 +73,18 @@ def test_short_stride2_rows_match_reference(geom, width, dtype):
         assert_float32_avg(got, x, 2, **geom)
     else:
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+# 8+ outputs of 3-tap stride-2 windows: the window pass that picks adjacent
+# taps of 32-bit cells with in-lane shuffles and permutes the result back,
+# beside the one that loads each tap (other widths, dilated taps)
+@pytest.mark.parametrize("width", [17, 23, 41, 64])
+@pytest.mark.parametrize("geom", [dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=3, stride=2),
+                                  dict(kernel_size=3, stride=2, padding=2, dilation=2)],
+                         ids=["k3s2p1", "k3s2", "k3s2d2"])
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.float16, np.float64, np.int8])
+def test_long_stride2_rows_max_match_reference(geom, width, dtype):
+    x = _data(np.random.default_rng(width + 3), (2, 3, 9, width), dtype)
+    got = fp.max_pool2d(x, **geom)
+    assert got.shape[-1] >= 8
+    np.testing.assert_array_equal(got, max_pool(x, 2, **geom)[0])
