@@ -377,6 +377,15 @@ def _wins(L, s, kind, fixed=0, adjacent=False):
     return wins
 
 
+def _scaled(builder, res, sty, mv, mty, oty, L):
+    """Sums ``res`` (of ``sty``) times multipliers ``mv`` (of ``mty``), rounded to
+    ``oty``: float32 sums are scaled in the multipliers' float64, as the
+    channels-last passes scale theirs, so there is one rounding, to out's type."""
+    wide = mty if mty.bitwidth > sty.bitwidth else sty
+    res = builder.fmul(_convert(builder, res, sty, wide, L), _convert(builder, mv, mty, wide, L))
+    return _convert(builder, res, wide, oty, L)
+
+
 def _taps_out(context, builder, kind, tap, n_k, fixed, mty, mval, o, bty, oty, L, op, o_o, oal, fix=None):
     """Store ``out[oo + o:oo + o + L]``: the ``n_k`` taps ``tap(k)`` of a block
     of windows combined ('max'), or added, times ``mul[o:o + L]`` and rounded
@@ -397,11 +406,7 @@ def _taps_out(context, builder, kind, tap, n_k, fixed, mty, mval, o, bty, oty, L
         mp = _data(context, builder, mty, mval)
         me = context.get_data_type(mty.dtype)
         mv = _load(builder, mp, o, ir.VectorType(me, L), context.get_abi_sizeof(me))
-        # float32 sums are scaled in the multipliers' float64, as the
-        # channels-last passes scale theirs: one rounding, to out's type
-        wide = mty.dtype if mty.dtype.bitwidth > bty.dtype.bitwidth else bty.dtype
-        res = builder.fmul(_convert(builder, res, bty.dtype, wide, L), _convert(builder, mv, mty.dtype, wide, L))
-        res = _convert(builder, res, wide, oty.dtype, L)
+        res = _scaled(builder, res, bty.dtype, mv, mty.dtype, oty.dtype, L)
     _store(builder, res, op, builder.add(o_o, o), oal)
 
 
@@ -555,9 +560,7 @@ def _short(kind, s, K, L=16, fixed=0):
                 mv = _masked(builder, "load", ir.VectorType(me, L),
                              [mp, ir.Constant(_I32, context.get_abi_sizeof(me)), outs,
                               ir.Constant(ir.VectorType(me, L), [0.0] * L)])
-                wide = mty.dtype if mty.dtype.bitwidth > sty.bitwidth else sty
-                res = builder.fmul(_convert(builder, res, sty, wide, L), _convert(builder, mv, mty.dtype, wide, L))
-                res = _convert(builder, res, wide, oty.dtype, L)
+                res = _scaled(builder, res, sty, mv, mty.dtype, oty.dtype, L)
             _masked(builder, "store", ov, [res, builder.gep(op, [o_o]), oal, outs])
             return context.get_dummy_value()
 

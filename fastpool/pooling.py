@@ -370,16 +370,16 @@ def _deep_narrow(xin, axes) -> bool:
     return deep and (overlap or xin.shape[4] < _CL_DEEP_BELOW)
 
 
-# Plain float32 averages over at most this many taps add in float32 in the
-# row kernels (channels-first, and channels-last through the separable rows),
-# as the channels-last direct kernels and PyTorch's and onnxruntime's do, in an
-# order fixed by the kernel: the taps of each of a window's columns (rows and
-# depth planes, in an order of their own in each kernel), then across the
-# columns, scaled by 1 / divisor in float64 (tests/test_sum32.py; README).  Their float64 adds cost three conversions a cell.
-# Medians of three alternated runs, two threads: (8, 256, 56, 56) k3 s1 p1
-# 2.9 -> 2.1 ms, (64, 512, 14, 14) 3.9 -> 3.2, (8, 256, 3136) 1-D 3.4 -> 3.0,
-# (8, 32, 8, 56, 56) 4.9 -> 4.1, channels-last (8, 8, 56, 56, 32) 5.8 -> 4.3.
-# Larger windows stay in float64, where float32 rounding grows with the taps.
+# Plain float32 averages over at most this many taps add in float32 in the row kernels
+# (channels-first, and channels-last through the separable rows), as the channels-last
+# direct kernels and PyTorch's and onnxruntime's do, in an order fixed by the kernel: the
+# taps of each of a window's columns (rows and depth planes, in an order of their own in
+# each kernel), then across the columns, scaled by 1 / divisor in float64
+# (tests/test_sum32.py; README). Their float64 adds cost three conversions a cell. Medians
+# of three alternated runs, two threads: (8, 256, 56, 56) k3 s1 p1 2.9 -> 2.1 ms, (64,
+# 512, 14, 14) 3.9 -> 3.2, (8, 256, 3136) 1-D 3.4 -> 3.0, (8, 32, 8, 56, 56) 4.9 -> 4.1,
+# channels-last (8, 8, 56, 56, 32) 5.8 -> 4.3. Larger windows stay in float64, where
+# float32 rounding grows with the taps.
 SUM32_TAPS = 27
 _ACC32, _ACC64 = np.empty(0, np.float32), np.empty(0, np.float64)
 
@@ -388,10 +388,7 @@ def _sum_acc(out5, axes, pmode, fmode) -> np.ndarray:
     """An empty array of the dtype the row kernels' sums add in."""
     if out5.dtype != np.float32 or pmode != 0 or fmode != 0:
         return _ACC64
-    taps = 1
-    for t in axes:
-        taps *= int(t.taps.max())
-    return _ACC32 if taps <= SUM32_TAPS else _ACC64
+    return _ACC32 if _window_cells(axes) <= SUM32_TAPS else _ACC64
 
 
 def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes, narrow=True):
@@ -430,8 +427,7 @@ def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes, narrow=True):
                                                   acc)
         return
     _cpu.pick(_cpu.sep_sum_forward, xin, out5)(flat4(xin), flat4(out5), np.int64(xin.shape[4]), pmode, float(p), fmode,
-                         rdiv, rat, float(area), *tables(axes), *interior_args(axes),
-                         acc)
+                         rdiv, rat, float(area), *tables(axes), *interior_args(axes), acc)
 
 
 def _grad_buffers(cn: Canon, grad_output, axes, op, out=None):
