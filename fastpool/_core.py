@@ -195,14 +195,16 @@ def interior_args(axes) -> tuple:
 
 
 @geo.per_plan
-def cf_row_args(axes, quads=False) -> tuple:
+def cf_row_args(axes, quads=False, tiles=False) -> tuple:
     """W-axis geometry for the channels-first row kernels: ``uniform`` (windows
     ``o*stride`` in a buffer holding the row at ``pl``; 2 when the rows also take
     the short-vector loop: stride 1 or 2, 4+ cells in and out, 8+ in for 3-D
-    windows; with ``quads``, 3 where ``quad_rows`` holds), ``pl``, the buffer
-    length, stride and kernel."""
+    windows; with ``quads``, 3 where ``quad_rows`` holds; with ``tiles``, 4
+    where ``tile_rows`` holds), ``pl``, the buffer length, stride and kernel."""
     if quads and quad_rows(axes):
         return (np.int64(3),) + cf_row_args(axes)[1:]
+    if tiles and tile_rows(axes):
+        return (np.int64(4),) + cf_row_args(axes)[1:]
     t0, _, t = geo.padded3(axes)
     if not t.stride:
         return (np.int64(0), np.int64(0), np.int64(t.n), np.int64(1), np.int64(t.taps.max()))
@@ -400,6 +402,17 @@ def quad_rows(axes) -> bool:
     return (len(axes) >= 2 and bool(np.all(t0.taps == 1)) and t2.out >= 4
             and all(t.stride == 2 and t.kernel == 2 and t.step == 1 and t.pads[0] == 0 and bool(np.all(t.taps == 2))
                     for t in (t1, t2)))
+
+
+def tile_rows(axes) -> bool:
+    """Whether the W windows lie end to end, whole, 4+ of them, each a multiple
+    of 4 cells (adaptive averages that divide their input evenly, k = s
+    averages): ``cf_sum_forward`` then adds them four at a time
+    (``_simd.sum_tiles``, ``uniform`` 4)."""
+    t = geo.padded3(axes)[2]
+    K = t.kernel
+    return (t.stride == K and K >= 4 and K % 4 == 0 and t.step == 1 and t.pads[0] == 0 and t.out >= 4
+            and t.out * K <= t.n and bool(np.all(t.taps == K)))
 
 
 def flat4(a5: np.ndarray) -> np.ndarray:

@@ -639,6 +639,50 @@ def _planes_to_lanes(builder, vs, L, comb):
     return vs[0]
 
 
+def _tiles(fixed=0):
+    """``out[oo + o] = sum(buf[b0 + o*K + k] for k < K) * mul[o]``, rounded to
+    out's type, for ``o < OW`` (``OW >= 4``; ``K`` a multiple of 4; float64
+    ``buf``): windows end to end, as adaptive averages that divide their input
+    evenly take them.  Each window's cells add as 4-lane vectors in order, and
+    four windows' vectors become one vector of their four sums as one transpose
+    (``_planes_to_lanes``), against one scalar add a cell; ``fixed``: K // 4 is
+    that."""
+    L = 4
+
+    @intrinsic
+    def tiles(typingctx, buf, b0, out, oo, mul, OW, K):
+        def codegen(context, builder, sig, args):
+            bty, oty, mty = sig.args[0], sig.args[2], sig.args[4]
+            bp, op, mp = (_data(context, builder, sig.args[i], args[i]) for i in (0, 2, 4))
+            b_0, o_o, n_o, n_k = (_i64(context, builder, sig.args[i], args[i]) for i in (1, 3, 5, 6))
+            be, oe, me = (context.get_data_type(t.dtype) for t in (bty, oty, mty))
+            vt = ir.VectorType(be, L)
+            bal, oal, mal = (context.get_abi_sizeof(e) for e in (be, oe, me))
+            lv = ir.Constant(_I64, L)
+            chunks = builder.sdiv(n_k, lv)
+
+            def block(o):
+                def window(j):
+                    start = builder.add(b_0, builder.mul(builder.add(o, ir.Constant(_I64, j)), n_k))
+
+                    def chunk(c):
+                        return _load(builder, bp, builder.add(start, builder.mul(c, lv)), vt, bal)
+
+                    return _fold(builder, chunk(ir.Constant(_I64, 0)), chunks, fixed, chunk, builder.fadd)
+
+                res = _planes_to_lanes(builder, [window(j) for j in range(L)], L, builder.fadd)
+                mv = _load(builder, mp, o, ir.VectorType(me, L), mal)
+                res = _scaled(builder, res, bty.dtype, mv, mty.dtype, oty.dtype, L)
+                _store(builder, res, op, builder.add(o_o, o), oal)
+
+            _blocks(builder, n_o, L, block)
+            return context.get_dummy_value()
+
+        return types.void(buf, b0, out, oo, mul, OW, K), codegen
+
+    return tiles
+
+
 def _cells_of_planes(builder, xp, starts, i, vt):
     """The vector of cell ``i`` of each plane (``xp[starts[q] + i]`` in lane q)."""
     t = ir.Constant(vt, ir.Undefined)
@@ -1325,6 +1369,25 @@ def stream(src, s0, dst, d0, n):
         _span(src, s0, n)
         _span(dst, d0, n)
     _STREAM(src, s0, dst, d0, n)
+
+
+_TILES2, _TILES = _tiles(2), _tiles()
+
+
+@njit(inline="always")
+def sum_tiles(buf, b0, out, oo, mul, OW, K):
+    """Windows of ``K`` cells end to end along a float64 row buffer (see
+    ``_tiles``), ``OW >= 4``, ``K`` a multiple of 4."""
+    if _CHECK:
+        _span(out, oo, OW)
+        _span(mul, 0, OW)
+        _span(buf, b0, OW * K)
+        if OW < 4 or K < 4 or K % 4:
+            raise IndexError("fastpool: tiles take 4+ windows of a multiple of 4 cells")
+    if K == 8:
+        _TILES2(buf, b0, out, oo, mul, OW, K)
+    else:
+        _TILES(buf, b0, out, oo, mul, OW, K)
 
 
 _PLANE_SUM8 = _plane_sum(8)

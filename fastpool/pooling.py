@@ -421,8 +421,9 @@ def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes, narrow=True):
                                                            *cf_ahead(axes, xin), acc)
             return
     if xin.shape[4] == 1:
+        plain = pmode == 0 and fmode == 0
         _cpu.pick(_cpu.cf_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
-                                                  *tables(axes), *cf_row_args(axes, pmode == 0 and fmode == 0),
+                                                  *tables(axes), *cf_row_args(axes, plain, plain),
                                                   pmode, float(p), fmode, rdiv, rat, float(area), *cf_ahead(axes, xin),
                                                   acc)
         return
