@@ -1371,7 +1371,7 @@ def stream(src, s0, dst, d0, n):
     _STREAM(src, s0, dst, d0, n)
 
 
-_TILES2, _TILES = _tiles(2), _tiles()
+_TILES1, _TILES2, _TILES = _tiles(1), _tiles(2), _tiles()
 
 
 @njit(inline="always")
@@ -1384,7 +1384,9 @@ def sum_tiles(buf, b0, out, oo, mul, OW, K):
         _span(buf, b0, OW * K)
         if OW < 4 or K < 4 or K % 4:
             raise IndexError("fastpool: tiles take 4+ windows of a multiple of 4 cells")
-    if K == 8:
+    if K == 4:
+        _TILES1(buf, b0, out, oo, mul, OW, K)
+    elif K == 8:
         _TILES2(buf, b0, out, oo, mul, OW, K)
     else:
         _TILES(buf, b0, out, oo, mul, OW, K)
