@@ -54,7 +54,14 @@ def test_results_structure(results, tmp_path):
     for key in ("cpu", "cores", "threads", "date", "versions"):
         assert m[key] not in (None, ""), key
     assert {"numpy", "numba", "torch", "onnxruntime", "onnx"} <= set(m["versions"])
-    assert res["copy_bandwidth"]["gbps"] > 0
+    cb = res["copy_bandwidth"]
+    for c in (cb["start"], cb["end"]):
+        # the reference is the better of the one-thread and the split copy
+        assert c["numpy_gbps"] > 0 and c["threads_gbps"] > 0 and c["threads"] == m["threads"]
+        assert c["gbps"] == max(c["numpy_gbps"], c["threads_gbps"])
+        assert c["numpy_gbps"] == pytest.approx(2 * c["bytes"] / c["median_ms"] / 1e6)
+        assert c["threads_gbps"] == pytest.approx(2 * c["bytes"] / c["threaded"]["median_ms"] / 1e6)
+    assert cb["gbps"] == max(cb["start"]["gbps"], cb["end"]["gbps"])
     (c,) = res["cases"]
     assert c["name"] == TINY.name and c["shape"] == [2, 3, 12, 12] and c["out_shape"] == [2, 3, 6, 6]
     assert c["bytes"] == (2 * 3 * 12 * 12 + 2 * 3 * 6 * 6) * 4
@@ -199,3 +206,13 @@ def test_numba_floor_runs_from_numba_cache(tmp_path):
     for r in (first, again):
         assert r["total_s"] == pytest.approx(r["import_s"] + r["first_call_s"])
         assert r["process_wall_s"] >= r["total_s"] > 0
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 7])
+def test_split_copy_moves_every_cell(parts):
+    # the copy bandwidth's threaded reference must copy all of it, or it would
+    # be timed on less than the bytes it is credited with
+    src = np.arange(1001, dtype=np.float64)
+    dst = np.zeros_like(src)
+    bench._split_copy()(src, dst, parts)
+    np.testing.assert_array_equal(dst, src)
