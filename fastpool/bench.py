@@ -6,8 +6,9 @@ the results file.  Every peer runs in this process at the same thread count,
 interleaved in blocks after a warm-up, and its output is checked once
 against fastpool's so a timing never compares different computations.  The copy
 bandwidth (~100 MB, bytes read + written per second: the better of one-thread
-``np.copyto`` and a copy split over the run's threads) is measured in the same run: pooling is memory-bound, and each case reports
-``(input bytes + output bytes) / time`` as a fraction of it.
+``np.copyto`` and a copy split over the run's threads) is measured in the same
+run: pooling is memory-bound, and each case reports ``(input bytes + output
+bytes) / time`` as a fraction of it.
 
 torch, onnxruntime, onnx, tqdm and matplotlib are imported lazily; a missing one
 drops that peer (or the progress bar / chart) with a message, never the run.
