@@ -1521,10 +1521,10 @@ def _wide_plane_fn(pair, triple):
         other = d2
         while 2 * P < K and 3 * P != K:
             if 3 * P < K:
-                triple(a, 0, P * step, n + (K - 3 * P) * step, dst, 0)
+                triple(a, 0, P * step, 3, 0, 1, n + (K - 3 * P) * step, dst, 0)
                 P *= 3
             else:
-                pair(a, 0, P * step, n + (K - 2 * P) * step, dst, 0)
+                pair(a, 0, P * step, 2, 0, 1, n + (K - 2 * P) * step, dst, 0)
                 P *= 2
             a, dst, other = dst, other, dst
         if 3 * P == K:
@@ -1534,9 +1534,9 @@ def _wide_plane_fn(pair, triple):
     @njit(inline="always")
     def last(a, ao, rs, tri, n, dst, do):
         if tri:
-            triple(a, ao, rs, n, dst, do)
+            triple(a, ao, rs, 3, 0, 1, n, dst, do)
         else:
-            pair(a, ao, rs, n, dst, do)
+            pair(a, ao, rs, 2, 0, 1, n, dst, do)
 
     @njit(inline="always")
     def plane(x, xo, out, oo, H, WC, OH, OWC, C, ph, pwc, KH, KW, t1, t2, t3, lowest, nxt):
@@ -1557,11 +1557,13 @@ def _wide_plane_fn(pair, triple):
             d = t * WpC + pwc
             lo, hi = max(h, 0), min(h + R0, H)
             if hi - lo == 3:
-                triple(x, xo + lo * WC, WC, WC, t1, d)
+                triple(x, xo + lo * WC, WC, 3, 0, 1, WC, t1, d)
             elif hi > lo:
-                pair(x, xo + lo * WC, WC if hi - lo == 2 else 0, WC, t1, d)
+                pair(x, xo + lo * WC, WC if hi - lo == 2 else 0, 2, 0, 1, WC, t1, d)
             else:
-                t1[d:d + WC] = lowest
+                # a loop, not a slice: a view takes a reference (see _simd._runs_pass)
+                for i in range(WC):
+                    t1[d + i] = lowest
         u = t1
         if KH > R0:
             a, rs, tri = levels(t1, R0, WpC, KH, OH * WpC, t2, t1)
