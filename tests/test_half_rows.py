@@ -53,6 +53,8 @@ def _data(rng, shape, nan):
 
 def _check(x, kw, monkeypatch):
     nd = x.ndim - 2
+    # with AVX-512, rows this short take the short-row kernel instead
+    monkeypatch.setattr("fastpool._simd.has_avx512", lambda: False)
     names = kernel_args(monkeypatch, ("cf_half_max_forward",), 0, lambda a: a.shape)
     before = x.copy()
     got = (fp.max_pool2d if nd == 2 else fp.max_pool3d)(x, **kw)
