@@ -118,6 +118,11 @@ def _wide_args(axes, C: int, itemsize: int):
 def _max(cn: Canon, axes, want_idx: bool, out=None, iout=None):
     """Max pooling into ``out`` (values) and, with ``want_idx``, ``iout``
     (indices), each allocated where None."""
+    planes = None if want_idx else _global_planes(cn, axes)
+    if planes is not None:
+        r = _target(out, (planes.shape[0],), planes.dtype)
+        _cpu.pick(_cpu.global_max_cf, planes, r)(planes, r, stream_ahead(planes))
+        return _finish(cn, r, axes, _out_dtype(cn, "max"), out)
     if not want_idx and cn.x5.size:
         wide = _wide_args(axes, cn.x5.shape[4], cn.x5.dtype.itemsize)
         if wide is not None:
@@ -199,7 +204,29 @@ def _flat_dims(axes):
     return t0.lo, t0.taps, np.int64(t0.step), t1.lo, np.int64(t1.step)
 
 
+@geo.per_plan
+def _whole_planes(axes) -> bool:
+    """Whether the plan has one window, and it reads every cell of the input
+    once: adaptive pooling to size 1, a window as large as the input.  Its
+    channels-first planes then take the global kernels (adaptive average 7 -> 1
+    on (64, 2048, 7, 7): 6.2 -> 0.6 ms, two threads)."""
+    return all(t.out == 1 and int(t.lo[0]) == 0 and int(t.taps[0]) == t.n and (t.step == 1 or t.n == 1)
+               for t in axes)
+
+
+def _global_planes(cn: Canon, axes):
+    """``_global_cf``'s planes where ``_whole_planes`` holds, else None."""
+    return _global_cf(cn) if _whole_planes(axes) else None
+
+
 def _avg(cn: Canon, axes, dv: tuple, out=None):
+    planes = _global_planes(cn, axes)
+    if planes is not None:
+        # the one window's divisor: the cells, or the padded window's, or the override
+        r = _target(out, (planes.shape[0],), compute_dtype(_out_dtype(cn, "avg")))
+        _cpu.pick(_cpu.global_mean_cf, planes, r)(planes, r, float(divisor(axes, *dv)[0, 0, 0]),
+                                                  stream_ahead(planes))
+        return _finish(cn, r, axes, _out_dtype(cn, "avg"), out)
     xin = kernel_input(cn)
     osp = [t.out for t in axes]
     dt = compute_dtype(_out_dtype(cn, "avg"))
