@@ -846,21 +846,21 @@ def _hmax_uniform(buf, orow, oo, OW, s, K, d, pm, ev):
 
 
 @njit(inline="always")
-def _hsum_uniform(buf, dst, do, mul, OW, s, K, d, ps, ev):
-    """``dst[do + o] = sum(buf[o*s + k*d] for k < K) * mul[o]``: the sum twin of
-    ``_hmax_uniform``, scaled on the way out by an average's 1/divisor."""
+def _hsum_uniform(buf, dst, do, mul, mo, OW, s, K, d, ps, ev):
+    """``dst[do + o] = sum(buf[o*s + k*d] for k < K) * mul[mo + o]``: the sum
+    twin of ``_hmax_uniform``, scaled on the way out by an average's 1/divisor."""
     if d == 1 and s == 1:
         if K == 2:
             for o in range(OW):
-                dst[_u(do + o)] = (buf[_u(o)] + buf[_u(o + 1)]) * mul[_u(o)]
+                dst[_u(do + o)] = (buf[_u(o)] + buf[_u(o + 1)]) * mul[_u(mo + o)]
             return
         if K == 3:
             for o in range(OW):
-                dst[_u(do + o)] = ((buf[_u(o)] + buf[_u(o + 1)]) + buf[_u(o + 2)]) * mul[_u(o)]
+                dst[_u(do + o)] = ((buf[_u(o)] + buf[_u(o + 1)]) + buf[_u(o + 2)]) * mul[_u(mo + o)]
             return
     if d == 1 and s == 2 and K == 2:
         for o in range(OW):
-            dst[_u(do + o)] = (buf[_u(2 * o)] + buf[_u(2 * o + 1)]) * mul[_u(o)]
+            dst[_u(do + o)] = (buf[_u(2 * o)] + buf[_u(2 * o + 1)]) * mul[_u(mo + o)]
         return
     if d == 1 and s == 2 and K >= 3:
         h = K // 2
@@ -872,7 +872,7 @@ def _hsum_uniform(buf, dst, do, mul, OW, s, K, d, ps, ev):
         ev[_u(n)] = buf[_u(2 * n)]
         if K == 3:
             for o in range(OW):
-                dst[_u(do + o)] = (ps[_u(o)] + ev[_u(o + 1)]) * mul[_u(o)]
+                dst[_u(do + o)] = (ps[_u(o)] + ev[_u(o + 1)]) * mul[_u(mo + o)]
             return
         for i in range(1, h):
             for o in range(OW):
@@ -881,7 +881,7 @@ def _hsum_uniform(buf, dst, do, mul, OW, s, K, d, ps, ev):
             for o in range(OW):
                 ps[_u(o)] += ev[_u(o + h)]
         for o in range(OW):
-            dst[_u(do + o)] = ps[_u(o)] * mul[_u(o)]
+            dst[_u(do + o)] = ps[_u(o)] * mul[_u(mo + o)]
         return
     if d == 1 and s == K:
         # windows end to end, each summed in turn, in the same order as the
@@ -891,7 +891,7 @@ def _hsum_uniform(buf, dst, do, mul, OW, s, K, d, ps, ev):
             t = buf[_u(o * K)]
             for k in range(1, K):
                 t += buf[_u(o * K + k)]
-            dst[_u(do + o)] = t * mul[_u(o)]
+            dst[_u(do + o)] = t * mul[_u(mo + o)]
         return
     for o in range(OW):
         ev[_u(o)] = buf[_u(o * s)]
@@ -899,7 +899,7 @@ def _hsum_uniform(buf, dst, do, mul, OW, s, K, d, ps, ev):
         for o in range(OW):
             ev[_u(o)] += buf[_u(o * s + k * d)]
     for o in range(OW):
-        dst[_u(do + o)] = ev[_u(o)] * mul[_u(o)]
+        dst[_u(do + o)] = ev[_u(o)] * mul[_u(mo + o)]
 
 
 @njit(inline="always")
@@ -1167,6 +1167,7 @@ def cf_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1,
     elif uniform == 4 and pmode == 0 and fmode == 0:
         _cf_avg_tiles(x, out, buf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, K, rdiv, rat)
     else:
+        rflat = rdiv.reshape(-1)
         for r in range(r0, r1):
             if r > r0:
                 b, od, oh = _next_row(b, od, oh, OD, OH)
@@ -1180,17 +1181,20 @@ def cf_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1,
                 else:
                     _vlp_rows(x, o0, d1 * W, nt1[oh], W, buf, pl, i > 0, p, pmode == 2)
             oo = r * OW
-            drow = rdiv[rat[od, oh]]
+            # the row of multipliers by its offset in rflat: a view of it per
+            # row took and dropped a reference to rdiv (atomic, and shared by
+            # the threads)
+            mo = rat[od, oh] * OW
             if fmode == 0:
                 # an average is finished in the W pass
                 if uniform != 0:
-                    _hsum_uniform(buf, out, oo, drow, OW, s, K, d2, ps, ev)
+                    _hsum_uniform(buf, out, oo, rflat, mo, OW, s, K, d2, ps, ev)
                 else:
                     for o in range(OW):
                         t = 0.0
                         for k in range(nt2[o]):
                             t += buf[_u(lo2[o] + k * d2)]
-                        out[_u(oo + o)] = t * drow[_u(o)]
+                        out[_u(oo + o)] = t * rflat[_u(mo + o)]
             else:
                 # Lp sums walk the table (one inlined W pass keeps compile time down)
                 for o in range(OW):
@@ -1203,10 +1207,10 @@ def cf_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1,
                     out[_u(oo + o)] = acc[_u(o)] ** inv
             elif fmode == 2:
                 for o in range(OW):
-                    out[_u(oo + o)] = ((acc[_u(o)] * drow[_u(o)]) * area) ** inv
+                    out[_u(oo + o)] = ((acc[_u(o)] * rflat[_u(mo + o)]) * area) ** inv
             elif fmode == 3:
                 for o in range(OW):
-                    out[_u(oo + o)] = (acc[_u(o)] * drow[_u(o)]) ** inv
+                    out[_u(oo + o)] = (acc[_u(o)] * rflat[_u(mo + o)]) ** inv
 
 
 # Planes of short rows whose W windows are stride 1 and as many as the cells
