@@ -216,3 +216,14 @@ def test_split_copy_moves_every_cell(parts):
     dst = np.zeros_like(src)
     bench._split_copy()(src, dst, parts)
     np.testing.assert_array_equal(dst, src)
+
+
+def test_one_thread_cases_are_a_fraction_of_the_one_thread_copy():
+    one = dict(gbps=9.0, numpy_gbps=9.0, threads_gbps=8.5, threads=2)
+    two = dict(gbps=20.0, numpy_gbps=10.0, threads_gbps=20.0, threads=2)
+    res = {"copy_bandwidth": dict(gbps=20.0, start=one, end=two)}
+    assert bench.copy_reference(res, 2) == 20.0
+    assert bench.copy_reference(res, 1) == 10.0
+    # a run on one thread has one reference
+    res1 = {"copy_bandwidth": dict(gbps=9.0, start=dict(one, threads=1), end=dict(one, threads=1))}
+    assert bench.copy_reference(res1, 1) == 9.0
