@@ -1311,6 +1311,8 @@ def _runs_pass(R, nan):
 
     @njit(inline="always")
     def runs(x, o0, rs, R_, qs, Q, n, buf, pl):
+        if R_ != R or Q != 1:
+            raise IndexError("fastpool: a pair or triple pass called with other counts")
         _check_rows(x, o0, rs, R, 0, 1, n, buf, pl)
         rows(x, o0, rs, R, 0, 1, n, buf, pl)
 

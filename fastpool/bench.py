@@ -6,9 +6,10 @@ the results file.  Every peer runs in this process at the same thread count,
 interleaved in blocks after a warm-up, and its output is checked once
 against fastpool's so a timing never compares different computations.  The copy
 bandwidth (~100 MB, bytes read + written per second: the better of one-thread
-``np.copyto`` and a copy split over the run's threads) is measured in the same
-run: pooling is memory-bound, and each case reports ``(input bytes + output
-bytes) / time`` as a fraction of it.
+``np.copyto`` and a copy split over the run's threads; one-thread cases take
+``np.copyto``'s alone) is measured in the same run: pooling is memory-bound,
+and each case reports ``(input bytes + output bytes) / time`` as a fraction of
+it.
 
 torch, onnxruntime, onnx, tqdm and matplotlib are imported lazily; a missing one
 drops that peer (or the progress bar / chart) with a message, never the run.
@@ -583,10 +584,14 @@ def copy_bandwidth(mb=100, reps=9, threads=1):
     src = np.random.default_rng(1).standard_normal(n)
     dst = np.zeros_like(src)  # touched, so page faults are not timed
     split = _split_copy()
+    was = numba.get_num_threads()
     numba.set_num_threads(threads)
-    split(src[:8], dst[:8], threads)  # compiled (or loaded) before timing
-    st = measure({"numpy": lambda: np.copyto(dst, src), "threads": lambda: split(src, dst, threads)},
-                 min_reps=reps, max_reps=reps, budget_s=0, pause_s=0)
+    try:
+        split(src[:8], dst[:8], threads)  # compiled (or loaded) before timing
+        st = measure({"numpy": lambda: np.copyto(dst, src), "threads": lambda: split(src, dst, threads)},
+                     min_reps=reps, max_reps=reps, budget_s=0, pause_s=0)
+    finally:
+        numba.set_num_threads(was)
     rate = {k: 2 * src.nbytes / (v["median_ms"] * 1e-3) / 1e9 for k, v in st.items()}
     return dict(gbps=max(rate.values()), numpy_gbps=rate["numpy"], threads_gbps=rate["threads"], threads=threads,
                 bytes=int(src.nbytes), **st["numpy"], threaded=st["threads"])

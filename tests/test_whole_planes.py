@@ -109,13 +109,66 @@ def test_other_windows_do_not_take_the_global_kernels(call, monkeypatch):
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])
-def test_results_match_the_windowed_kernels_path(nd):
-    # the whole-plane window of adaptive pooling against the same window as an
-    # explicit kernel size, and global pooling: one answer
+def test_results_match_the_windowed_kernels(nd, monkeypatch):
+    # the global kernels against the windowed ones they replace, routing off
     x = _data(np.random.default_rng(20 + nd), SHAPES[nd], np.float64)
-    k = SHAPES[nd][2:]
-    a = getattr(fp, f"adaptive_avg_pool{nd}d")(x, 1)
-    b = getattr(fp, f"avg_pool{nd}d")(x, k)
-    np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(a, fp.global_avg_pool(x))
-    np.testing.assert_array_equal(getattr(fp, f"adaptive_max_pool{nd}d")(x, 1), fp.global_max_pool(x))
+    avg, mx = getattr(fp, f"adaptive_avg_pool{nd}d")(x, 1), getattr(fp, f"adaptive_max_pool{nd}d")(x, 1)
+    monkeypatch.setattr(fp.pooling, "_global_planes", lambda cn, axes: None)
+    seen = _global_calls(monkeypatch)
+    # (the windowed average multiplies by 1 / divisor, the global one divides)
+    np.testing.assert_allclose(avg, getattr(fp, f"adaptive_avg_pool{nd}d")(x, 1), rtol=1e-14, atol=1e-15)
+    np.testing.assert_array_equal(mx, getattr(fp, f"adaptive_max_pool{nd}d")(x, 1))
+    assert seen == []
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int32, np.int64])
+def test_integer_average(dtype, monkeypatch):
+    x = _data(np.random.default_rng(30), (2, 3, 5, 7), dtype)
+    seen = _global_calls(monkeypatch)
+    got = fp.adaptive_avg_pool2d(x, 1)
+    assert seen == [(6, 35)]
+    want = adaptive_avg_pool(x, 2, (1, 1))
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, want, rtol=1e-15, atol=0)
+
+
+def test_padded_max_on_negative_data(monkeypatch):
+    # padding never wins a max: every cell below zero
+    x = -np.abs(_data(np.random.default_rng(31), (2, 3, 5, 6), np.float32)) - 1
+    seen = _global_calls(monkeypatch)
+    got = fp.max_pool2d(x, (7, 8), 1, 1)
+    assert seen == [(6, 30)]
+    np.testing.assert_array_equal(got, max_pool(x, 2, (7, 8), 1, 1)[0])
+
+
+@pytest.mark.parametrize("mode", ["avg", "max"])
+def test_ceil_mode_and_3d_padded(mode, monkeypatch):
+    x = _data(np.random.default_rng(32), (2, 2, 3, 4, 5), np.float32)
+    seen = _global_calls(monkeypatch)
+    # (3, 4, 5) planes, windows one cell past them on each side: ceil mode's
+    # second window would start in the end padding, so there is one
+    kw = dict(kernel_size=(4, 5, 6), stride=(4, 5, 6), padding=(1, 1, 1), ceil_mode=True)
+    if mode == "avg":
+        got = fp.avg_pool3d(x, **kw)
+        want = avg_pool(x, 3, **kw)
+        _close(got, want)
+    else:
+        got = fp.max_pool3d(x, **kw)
+        np.testing.assert_array_equal(got, max_pool(x, 3, **kw)[0])
+    assert seen == [(4, 60)]
+
+
+@pytest.mark.parametrize("mode", ["avg", "max"])
+def test_float16_out(mode, monkeypatch):
+    x = _data(np.random.default_rng(33), (2, 3, 6, 5), np.float16)
+    before = x.copy()
+    out = np.zeros((2, 3, 1, 1), np.float16)
+    seen = _global_calls(monkeypatch)
+    res = getattr(fp, f"adaptive_{mode}_pool2d")(x, 1, out=out)
+    assert res is out and seen == [(6, 30)]
+    want = adaptive_avg_pool(x, 2, (1, 1)) if mode == "avg" else adaptive_max_pool(x, 2, (1, 1))[0]
+    if mode == "avg":
+        _close(out, want)
+    else:
+        np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(x.view(np.uint16), before.view(np.uint16))
