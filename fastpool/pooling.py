@@ -214,6 +214,12 @@ def _whole_planes(axes) -> bool:
                for t in axes)
 
 
+@geo.per_plan
+def _plane_divisor(axes, mode: str, override=None) -> float:
+    """The divisor of a ``_whole_planes`` plan's one window."""
+    return float(divisor(axes, mode, override)[0, 0, 0])
+
+
 def _global_planes(cn: Canon, axes):
     """``_global_cf``'s planes where ``_whole_planes`` holds, else None."""
     return _global_cf(cn) if _whole_planes(axes) else None
@@ -224,8 +230,7 @@ def _avg(cn: Canon, axes, dv: tuple, out=None):
     if planes is not None:
         # the one window's divisor: the cells, or the padded window's, or the override
         r = _target(out, (planes.shape[0],), compute_dtype(_out_dtype(cn, "avg")))
-        _cpu.pick(_cpu.global_mean_cf, planes, r)(planes, r, float(divisor(axes, *dv)[0, 0, 0]),
-                                                  stream_ahead(planes))
+        _cpu.pick(_cpu.global_mean_cf, planes, r)(planes, r, _plane_divisor(axes, *dv), stream_ahead(planes))
         return _finish(cn, r, axes, _out_dtype(cn, "avg"), out)
     xin = kernel_input(cn)
     osp = [t.out for t in axes]
@@ -871,13 +876,8 @@ def global_avg_pool(x, *, keepdims=True, layout="channels_first", out=None):
     """Mean over every spatial axis: ``(N, C, *spatial) -> (N, C, 1, ...)`` (or ``(N, C)``)."""
     cn, axes = _global(x, layout)
     out, o5 = _global_out(out, cn, keepdims, _out_dtype(cn, "avg"), x)
-    planes = _global_cf(cn)
-    if planes is None:
-        res = _avg(cn, axes, _VALID, o5)
-    else:
-        r = _target(o5, (planes.shape[0],), compute_dtype(_out_dtype(cn, "avg")))
-        _cpu.pick(_cpu.global_mean_cf, planes, r)(planes, r, float(planes.shape[1]), stream_ahead(planes))
-        res = _finish(cn, r, axes, _out_dtype(cn, "avg"), o5)
+    # one window over each whole plane: _avg takes the global kernel where it applies
+    res = _avg(cn, axes, _VALID, o5)
     return out if out is not None else _squeeze(cn, res, keepdims)
 
 
@@ -899,13 +899,7 @@ def global_max_pool(x, *, keepdims=True, return_indices=False, layout="channels_
     out, o5 = _global_out(out, cn, keepdims, _out_dtype(cn, "max"), x, "out[0] (values)" if want else "out")
     iout, i5 = _global_out(iout, cn, keepdims, np.int64, x, "out[1] (indices)")
     _apart(iout, out)
-    planes = _global_cf(cn)
-    if planes is not None and not want:
-        r = _target(o5, (planes.shape[0],), planes.dtype)
-        _cpu.pick(_cpu.global_max_cf, planes, r)(planes, r, stream_ahead(planes))
-        res = _finish(cn, r, axes, _out_dtype(cn, "max"), o5)
-    else:
-        res = _max(cn, axes, want, o5, i5)
+    res = _max(cn, axes, want, o5, i5)
     if isinstance(res, tuple):
         return (out if out is not None else _squeeze(cn, res[0], keepdims),
                 iout if iout is not None else _squeeze(cn, res[1], keepdims))
