@@ -556,19 +556,29 @@ def _split_copy():
     def copy(src, dst, parts):
         n = src.size
         for i in numba.prange(parts):
-            dst[i * n // parts:(i + 1) * n // parts] = src[i * n // parts:(i + 1) * n // parts]
+            a, b = i * n // parts, (i + 1) * n // parts
+            dst[a:b] = src[a:b]
 
     return copy
+
+
+def _copy_rates(res):
+    """``(np.copyto's, the split copy's)`` rates, each the better of the run's
+    two measurements; None for results from before the split copy."""
+    cb = res["copy_bandwidth"]
+    if "threads_gbps" not in cb["start"]:
+        return None
+    return tuple(max(cb["start"][k], cb["end"][k]) for k in ("numpy_gbps", "threads_gbps"))
 
 
 def copy_reference(res, threads):
     """The copy bandwidth a case on ``threads`` threads is a fraction of: the
     run's, or for a one-thread case (the scaling case) one-thread
-    ``np.copyto``'s, the better of the two measurements."""
-    cb = res["copy_bandwidth"]
-    if threads == 1 and threads != cb["start"].get("threads", 1):
-        return max(cb["start"]["numpy_gbps"], cb["end"]["numpy_gbps"])
-    return cb["gbps"]
+    ``np.copyto``'s."""
+    rates = _copy_rates(res)
+    if rates is not None and threads == 1 and res["copy_bandwidth"]["start"]["threads"] != 1:
+        return rates[0]
+    return res["copy_bandwidth"]["gbps"]
 
 
 def copy_bandwidth(mb=100, reps=9, threads=1):
@@ -1031,12 +1041,11 @@ def _ms(v):
 
 
 def _copy_parts(res):
-    # results from before the split copy have np.copyto's rate alone
-    c = max((res["copy_bandwidth"][k] for k in ("start", "end")), key=lambda c: c["gbps"])
-    if "threads_gbps" not in c:
+    rates = _copy_rates(res)
+    if rates is None:
         return ", NumPy's np.copyto on one thread"
-    return (f"; the better of NumPy's np.copyto on one thread, {c['numpy_gbps']:.1f} GB/s, and the same copy "
-            f"split over {c['threads']} threads, {c['threads_gbps']:.1f} GB/s")
+    return (f"; the better of NumPy's np.copyto on one thread, {rates[0]:.1f} GB/s, and the same copy "
+            f"split over {res['copy_bandwidth']['start']['threads']} threads, {rates[1]:.1f} GB/s")
 
 
 def render_table(res, chart=None):
