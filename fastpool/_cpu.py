@@ -215,6 +215,37 @@ class Chunked:
         self(*args, _nch=1)
 
 
+# Scratch arrays a body allocates carry a meminfo, and Numba takes and drops a
+# reference (an atomic update) each time one is passed to an inlined helper or
+# swapped between variables.  A body works on an unowned alias of each
+# (``_unowned``), whose reference counting is a call that finds no meminfo,
+# and keeps the owner alive past its last use (``_keep``).
+
+
+@intrinsic
+def _unowned(typingctx, a):
+    """``a`` without its meminfo (see above); valid while ``a`` lives."""
+    if not isinstance(a, nbtypes.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, value=args[0])
+        ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
+        return ary._getvalue()
+
+    return a(a), codegen
+
+
+@intrinsic
+def _keep(typingctx, a):
+    """Nothing: a use of ``a`` here, so that Numba frees it no earlier."""
+
+    def codegen(context, builder, sig, args):
+        return context.get_dummy_value()
+
+    return nbtypes.none(a), codegen
+
+
 @njit(inline="always")
 def _lp_term(v, p, signed):
     if p == 1.0:
@@ -1141,10 +1172,9 @@ def cf_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1,
     if ch >= nch:
         return
     inv = 1.0 / p
-    buf = np.zeros(Lb, np.float64)
-    acc = np.empty(OW, np.float64)
-    ps = np.empty(OW + K + 1, np.float64)
-    ev = np.empty(OW + K + 1, np.float64)
+    o1, o2, o3, o4 = np.zeros(Lb, np.float64), np.empty(OW, np.float64), np.empty(OW + K + 1, np.float64), \
+        np.empty(OW + K + 1, np.float64)
+    buf, acc, ps, ev = _unowned(o1), _unowned(o2), _unowned(o3), _unowned(o4)
     r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
     if uniform == 3:
         # 2x2 stride-2 averages, every window whole (``_core.quad_rows``)
@@ -1211,6 +1241,10 @@ def cf_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1,
             elif fmode == 3:
                 for o in range(OW):
                     out[_u(oo + o)] = (acc[_u(o)] * rflat[_u(mo + o)]) ** inv
+    _keep(o1)
+    _keep(o2)
+    _keep(o3)
+    _keep(o4)
 
 
 # Planes of short rows whose W windows are stride 1 and as many as the cells
@@ -1595,9 +1629,8 @@ def wide_max_forward(ch, nch, x, out, H, WC, OH, OWC, C, ph, pw, KH, KW, lowest)
     nch = _chunks(planes, nch)
     if ch >= nch:
         return
-    t1 = np.full(cells, lowest)
-    t2 = np.empty(cells, x.dtype)
-    t3 = np.empty(cells, x.dtype)
+    o1, o2, o3 = np.full(cells, lowest), np.empty(cells, x.dtype), np.empty(cells, x.dtype)
+    t1, t2, t3 = _unowned(o1), _unowned(o2), _unowned(o3)
     p1 = (ch + 1) * planes // nch
     for p in range(ch * planes // nch, p1):
         xo, oo = p * HWC, p * OH * OWC
@@ -1606,6 +1639,9 @@ def wide_max_forward(ch, nch, x, out, H, WC, OH, OWC, C, ph, pw, KH, KW, lowest)
             _wide_plane(x, xo, out, oo, H, WC, OH, OWC, C, ph, pw * C, KH, KW, t1, t2, t3, lowest, nxt)
         else:
             _wide_plane_nonan(x, xo, out, oo, H, WC, OH, OWC, C, ph, pw * C, KH, KW, t1, t2, t3, lowest, nxt)
+    _keep(o1)
+    _keep(o2)
+    _keep(o3)
 
 
 # ----------------------------------------------------------------------------- channels-last direct
@@ -2026,11 +2062,9 @@ def cf_argmax_backward(ch, nch, x, g, gx, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1
     nch = _chunks(B, nch)
     if ch >= nch:
         return
-    bv = np.full(Lb, lowest, x.dtype)
-    br = np.full(Lb, _POS_PAD, np.int32)
-    mv = np.empty(OW, x.dtype)
-    mi = np.empty(OW, np.int64)
-    gp = np.empty(S, gx.dtype)
+    o1, o2, o3, o4, o5 = (np.full(Lb, lowest, x.dtype), np.full(Lb, _POS_PAD, np.int32), np.empty(OW, x.dtype),
+                          np.empty(OW, np.int64), np.empty(S, gx.dtype))
+    bv, br, mv, mi, gp = _unowned(o1), _unowned(o2), _unowned(o3), _unowned(o4), _unowned(o5)
     for b in range(ch * B // nch, (ch + 1) * B // nch):
         _fill(gp, 0)
         for od in range(OD):
@@ -2040,6 +2074,11 @@ def cf_argmax_backward(ch, nch, x, g, gx, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1
                 for o in range(OW):
                     gp[_u(mi[_u(o)])] += g[_u(go + o)]
         _simd.stream(gp, 0, gx, b * S, S)
+    _keep(o1)
+    _keep(o2)
+    _keep(o3)
+    _keep(o4)
+    _keep(o5)
 
 
 @Chunked
