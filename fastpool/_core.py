@@ -348,9 +348,25 @@ def _last_cache_bytes(default=32 << 20) -> int:
 # 0.58-0.83; the channels-last average rows gained nothing and do not ask.
 # The averages' deep rows (windows on D, ``_cpu._cf_avg_deep``) ask for the
 # next output depth's new plane instead: 0.95x on (8, 32, 8, 56, 56) k3 s1 p1.
-AHEAD_FROM = _last_cache_bytes() * 3 // 4
+#
+# The cache size comes from sysfs, which in a VM names the whole socket's last
+# cache, shared with the host's other tenants: 260 MB on a 2-vCPU Xeon VM,
+# where reads ran at 48-55 GB/s (two threads) up to 32 MB, 40-44 at 48-64 MB
+# and 19-20 (memory) from 96 MB.  So the threshold stops at AHEAD_CAP: there,
+# on (32, 64, 112, 112) (103 MB), k3 s2 p1 max, k2 s2 max and k2 s2 average
+# took 0.74, 0.85 and 0.70x the time asking, max with indices 0.83, adaptive
+# 56 -> 7 on (32, 256, 56, 56) 0.92 (medians of five alternations, two
+# threads), while on the 25.7 MB inputs, still in that cache, asking ran
+# 1.09-1.25x slower on three of eight channels-first cases and 1.09-1.40x on
+# six of eight channels-last ones.
+AHEAD_CAP = 48 << 20
+AHEAD_FROM = min(_last_cache_bytes() * 3 // 4, AHEAD_CAP)
 AHEAD_ROW_BYTES = 100
 AHEAD_BYTES = 16 << 10
+# The channels-last max rows (``_cpu.cl_max_forward``) ask only below this:
+# on (32, 112, 112, 64) k3 s2 p1 asking was even on the Zen machine and 1.42x
+# slower on that Xeon.
+CL_ROWS_AHEAD_BELOW = 64 << 20
 
 
 def cf_ahead(axes, x: np.ndarray) -> tuple:
@@ -366,10 +382,11 @@ def cf_ahead(axes, x: np.ndarray) -> tuple:
     return _cf_ahead(axes, x.itemsize)
 
 
-def cl_ahead(axes, x: np.ndarray) -> tuple:
+def cl_ahead(axes, x: np.ndarray, rows=False) -> tuple:
     """``cf_ahead`` for the channels-last kernels, whose rows are ``W*C``
-    cells of ``x`` (5-D, canonical)."""
-    if x.nbytes < AHEAD_FROM:
+    cells of ``x`` (5-D, canonical); ``rows``: for the max rows, which ask
+    only below ``CL_ROWS_AHEAD_BELOW``."""
+    if x.nbytes < AHEAD_FROM or (rows and x.nbytes >= CL_ROWS_AHEAD_BELOW):
         return np.int64(0), np.int64(0)
     _, t1, _ = geo.padded3(axes)
     n = -(-t1.n // t1.out) * x.shape[3] * x.shape[4]

@@ -152,7 +152,7 @@ def _max(cn: Canon, axes, want_idx: bool, out=None, iout=None):
         elif out5.size and xin.shape[4] >= _CL_DIRECT_FROM and quad_rows(axes):
             _cpu.pick(_cpu.cl_quad_max_forward, xin, out5)(xin, out5, tables(axes)[0], *cl_ahead(axes, xin))
         elif out5.size and xin.shape[4] >= _CL_DIRECT_FROM and _window_cells(axes) <= _CL_DIRECT_CELLS:
-            _cpu.pick(_cpu.cl_max_forward, xin, out5)(xin, out5, *tables(axes), *cl_ahead(axes, xin))
+            _cpu.pick(_cpu.cl_max_forward, xin, out5)(xin, out5, *tables(axes), *cl_ahead(axes, xin, rows=True))
         elif out5.size and xin.shape[4] == 1:
             _cpu.pick(_cpu.cf_max_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
                                                       *tables(axes), *cf_row_args(axes, True),

@@ -111,6 +111,19 @@ def test_reach():
     assert _core.cf_ahead(short, big) == (4096, 2 * cells)
 
 
+def test_threshold_bounds():
+    # a VM's sysfs can name a socket's whole cache: the threshold stops at the cap
+    assert 0 < _core.AHEAD_FROM <= _core.AHEAD_CAP < _core.CL_ROWS_AHEAD_BELOW
+    axes = geo.plan(window_spec(2, 3, 2, 1, 1, False, "channels_last"), (112, 112))
+    below = np.broadcast_to(np.float32(0), (1, 1, 112, 112, (_core.CL_ROWS_AHEAD_BELOW // 4 - 1) // (112 * 112)))
+    above = np.broadcast_to(np.float32(0), (1, 1, 112, 112, -(-_core.CL_ROWS_AHEAD_BELOW // (4 * 112 * 112))))
+    assert below.nbytes >= _core.AHEAD_FROM
+    # the max rows ask below their bound and not from it; the quads ask at any size
+    assert _core.cl_ahead(axes, below, rows=True)[0] > 0
+    assert _core.cl_ahead(axes, above, rows=True) == (0, 0)
+    assert _core.cl_ahead(axes, above)[0] > 0
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int32])
 def test_channels_last_rows_asked_ahead_match_reference(monkeypatch, dtype):
     rng = np.random.default_rng(7)
