@@ -1005,13 +1005,15 @@ def _cf_avg_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt
 
 
 @cached_jit(nogil=True)
-def _cf_avg_tiles(x, out, buf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, K, rdiv, rat):
+def _cf_avg_tiles(x, out, buf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, K, rdiv, rat,
+                  ahead, an):
     # W windows end to end (``_core.tile_rows``): the float64 row sums, then
     # four windows at a time
     for r in range(r0, r1):
         if r > r0:
             b, od, oh = _next_row(b, od, oh, OD, OH)
         _simd.sum_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, buf, 0)
+        _ask_ahead(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, ahead, an)
         _simd.sum_tiles(buf, 0, out, r * OW, rdiv[rat[od, oh]], OW, K)
 
 
@@ -1195,7 +1197,8 @@ def cf_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1,
             _cf_avg_vec(x, out, abuf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s,
                         K, rdiv, rat)
     elif uniform == 4 and pmode == 0 and fmode == 0:
-        _cf_avg_tiles(x, out, buf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, K, rdiv, rat)
+        _cf_avg_tiles(x, out, buf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, K, rdiv, rat,
+                      ahead, an)
     else:
         rflat = rdiv.reshape(-1)
         for r in range(r0, r1):

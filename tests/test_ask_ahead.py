@@ -11,10 +11,10 @@ import pytest
 import fastpool as fp
 from fastpool import _core
 from fastpool import _geometry as geo
-from fastpool._spec import window_spec
+from fastpool._spec import AdaptiveSpec, window_spec
 
 from probes import assert_float32_avg, kernel_args, sprinkled
-from reference import avg_pool, global_avg_pool, global_max_pool, max_pool, max_pool_backward
+from reference import adaptive_avg_pool, avg_pool, global_avg_pool, global_max_pool, max_pool, max_pool_backward
 
 CASES = [
     # nd, input shape, kernel, stride, padding
@@ -156,6 +156,26 @@ def test_deep_rows_asked_ahead_match_reference(monkeypatch, kw):
     got = fp.avg_pool3d(x, **kw)
     assert asked and all(a > 0 for a in asked)
     assert_float32_avg(got, x, 3, **kw)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("call", ["avg k4", "adaptive 7"])
+def test_tile_rows_asked_ahead_match_reference(monkeypatch, call, dtype):
+    # windows end to end on W, 4+ cells each: _cpu._cf_avg_tiles
+    x = np.random.default_rng(12).standard_normal((2, 3, 29, 28)).astype(dtype)
+    _force_on(monkeypatch)
+    asked = kernel_args(monkeypatch, ("cf_sum_forward",), 28)
+    if call == "avg k4":
+        axes = geo.plan(window_spec(2, 4, 4, 0, 1, False, "channels_first"), x.shape[2:])
+        got, want = fp.avg_pool2d(x, 4), avg_pool(x, 2, 4, 4, 0)
+    else:
+        axes = geo.plan(AdaptiveSpec(2, (7, 7), "channels_first"), x.shape[2:])
+        got, want = fp.adaptive_avg_pool2d(x, 7), adaptive_avg_pool(x, 2, (7, 7))
+    assert _core.tile_rows(axes)
+    assert asked and all(a > 0 for a in asked)
+    # sums in another order than the reference's: its rounding, near cancelling sums included
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(got, want.astype(dtype), rtol=tol, atol=tol * np.abs(x).max())
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
