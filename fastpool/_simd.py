@@ -195,7 +195,7 @@ def _fold(builder, first, n, fixed, get, combine):
     return res
 
 
-def _rows(L, kind, fixed=0, planes=False, nan=True, runs=False):
+def _rows(L, kind, fixed=0, planes=False, nan=True, runs=False, flag=False):
     """A whole row: ``buf[pl + w] = op over q < Q, r < R of x[o0 + q*qs + r*rs + w]``
     for ``w < W`` (``W >= L``, ``Q, R >= 1``; ``fixed``: R is that; Q, the
     depth taps of 3-D windows, is 1 unless ``planes``: a loop over planes in
@@ -203,7 +203,8 @@ def _rows(L, kind, fixed=0, planes=False, nan=True, runs=False):
     'sum' adds in buf's type, each plane's rows first; ``nan=False``: see
     ``_vmax``.  ``runs``: Q rows of output, ``buf[pl + q*W + w] = op over r < R
     of x[o0 + q*qs + r*rs + w]`` (windows strided on H, one call a run), rows
-    of ``L < W <= 2L`` cells."""
+    of ``L < W <= 2L`` cells.  ``flag`` (max): returns whether a row read holds a
+    NaN (uint16: float16 bits; False for integers)."""
 
     @intrinsic
     def rows(typingctx, x, o0, rs, R, qs, Q, W, buf, pl):
@@ -218,6 +219,15 @@ def _rows(L, kind, fixed=0, planes=False, nan=True, runs=False):
                 comb = lambda a, b: _vmax(builder, a, b, xty.dtype, nan)  # noqa: E731
             else:
                 comb = builder.fadd
+            seen = None
+            if flag and (isinstance(xty.dtype, types.Float) or xty.dtype == types.uint16):
+                seen = cgutils.alloca_once_value(builder, ir.Constant(ir.VectorType(ir.IntType(1), L), [0] * L))
+
+            def nan_lanes(v):
+                if xty.dtype == types.uint16:  # float16 bits: past infinity's
+                    mag = builder.and_(v, ir.Constant(xv, [0x7FFF] * L))
+                    return builder.icmp_unsigned(">", mag, ir.Constant(xv, [0x7C00] * L))
+                return builder.fcmp_unordered("uno", v, v)
 
             def block(w):
                 def plane(q):
@@ -225,6 +235,8 @@ def _rows(L, kind, fixed=0, planes=False, nan=True, runs=False):
 
                     def row(r):
                         v = _load(builder, xp, builder.add(base, builder.mul(r, r_s)), xv, xal)
+                        if seen is not None:
+                            builder.store(builder.or_(builder.load(seen), nan_lanes(v)), seen)
                         return v if kind == "max" else _convert(builder, v, xty.dtype, bty.dtype, L)
 
                     return _fold(builder, row(ir.Constant(_I64, 0)), n_r, fixed, row, comb)
@@ -246,9 +258,11 @@ def _rows(L, kind, fixed=0, planes=False, nan=True, runs=False):
                     block(builder.sub(n_w, ir.Constant(_I64, L)))
             else:
                 _blocks(builder, n_w, L, block)
+            if flag:
+                return ir.Constant(ir.IntType(1), 0) if seen is None else _any_lane(builder, builder.load(seen))
             return context.get_dummy_value()
 
-        return types.void(x, o0, rs, R, qs, Q, W, buf, pl), codegen
+        return (types.boolean if flag else types.void)(x, o0, rs, R, qs, Q, W, buf, pl), codegen
 
     return rows
 
@@ -1299,8 +1313,8 @@ def _short_pass(kind):
 max_short, sum_short = _short_pass("max"), _short_pass("sum")
 
 
-def _runs_pass(R, nan):
-    rows = _rows(8, "max", R, nan=nan)
+def _runs_pass(R, nan, flag=False):
+    rows = _rows(8, "max", R, nan=nan, flag=flag)
     if not _CHECK:
         # the intrinsic itself, with no inlined wrapper: the wide kernel calls
         # these a row at a time from an inlined plane function, where each
@@ -1314,7 +1328,7 @@ def _runs_pass(R, nan):
         if R_ != R or Q != 1:
             raise IndexError("fastpool: a pair or triple pass called with other counts")
         _check_rows(x, o0, rs, R, 0, 1, n, buf, pl)
-        rows(x, o0, rs, R, 0, 1, n, buf, pl)
+        return rows(x, o0, rs, R, 0, 1, n, buf, pl)
 
     return runs
 
@@ -1327,6 +1341,10 @@ def _runs_pass(R, nan):
 # NaN (see ``_vmax``).
 pair_max, pair_max_nonan = _runs_pass(2, True), _runs_pass(2, False)
 triple_max, triple_max_nonan = _runs_pass(3, True), _runs_pass(3, False)
+# ``*_seen``: the same passes returning whether a cell they read is NaN (the
+# wide kernel's first pass, which reads every row its windows do).
+pair_max_seen, triple_max_seen = _runs_pass(2, True, True), _runs_pass(3, True, True)
+pair_max_nonan_seen, triple_max_nonan_seen = _runs_pass(2, False, True), _runs_pass(3, False, True)
 _ANY_NAN8 = _any_nan(8)
 
 
