@@ -238,7 +238,8 @@ def _unowned(typingctx, a):
 
 @intrinsic
 def _keep(typingctx, a):
-    """Nothing: a use of ``a`` here, so that Numba frees it no earlier."""
+    """Nothing: a use of ``a`` (arrays, or a tuple of them) here, so that Numba
+    frees them no earlier."""
 
     def codegen(context, builder, sig, args):
         return context.get_dummy_value()
@@ -1244,10 +1245,7 @@ def cf_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1,
             elif fmode == 3:
                 for o in range(OW):
                     out[_u(oo + o)] = (acc[_u(o)] * rflat[_u(mo + o)]) ** inv
-    _keep(o1)
-    _keep(o2)
-    _keep(o3)
-    _keep(o4)
+    _keep((o1, o2, o3, o4))
 
 
 # Planes of short rows whose W windows are stride 1 and as many as the cells
@@ -1647,9 +1645,7 @@ def wide_max_forward(ch, nch, x, out, H, WC, OH, OWC, C, ph, pw, KH, KW, lowest)
         nxt = xo + HWC if p + 1 < p1 else -1
         if _wide_plane_nonan(x, xo, out, oo, H, WC, OH, OWC, C, ph, pw * C, KH, KW, t1, t2, t3, lowest, nxt):
             _wide_plane(x, xo, out, oo, H, WC, OH, OWC, C, ph, pw * C, KH, KW, t1, t2, t3, lowest, -1)
-    _keep(o1)
-    _keep(o2)
-    _keep(o3)
+    _keep((o1, o2, o3))
 
 
 # ----------------------------------------------------------------------------- channels-last direct
@@ -2082,11 +2078,7 @@ def cf_argmax_backward(ch, nch, x, g, gx, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1
                 for o in range(OW):
                     gp[_u(mi[_u(o)])] += g[_u(go + o)]
         _simd.stream(gp, 0, gx, b * S, S)
-    _keep(o1)
-    _keep(o2)
-    _keep(o3)
-    _keep(o4)
-    _keep(o5)
+    _keep((o1, o2, o3, o4, o5))
 
 
 @Chunked

@@ -93,6 +93,15 @@ def _any_lane(builder, mask):
     return any_
 
 
+def _nan_lanes(builder, v, dtype):
+    """Lane by lane, whether a float vector's cell is NaN (uint16: float16 bits,
+    past infinity's)."""
+    if dtype == types.uint16:
+        mag = builder.and_(v, ir.Constant(v.type, [0x7FFF] * v.type.count))
+        return builder.icmp_unsigned(">", mag, ir.Constant(v.type, [0x7C00] * v.type.count))
+    return builder.fcmp_unordered("uno", v, v)
+
+
 def _data(context, builder, aty, aval):
     return context.make_array(aty)(context, builder, aval).data
 
@@ -223,11 +232,6 @@ def _rows(L, kind, fixed=0, planes=False, nan=True, runs=False, flag=False):
             if flag and (isinstance(xty.dtype, types.Float) or xty.dtype == types.uint16):
                 seen = cgutils.alloca_once_value(builder, ir.Constant(ir.VectorType(ir.IntType(1), L), [0] * L))
 
-            def nan_lanes(v):
-                if xty.dtype == types.uint16:  # float16 bits: past infinity's
-                    mag = builder.and_(v, ir.Constant(xv, [0x7FFF] * L))
-                    return builder.icmp_unsigned(">", mag, ir.Constant(xv, [0x7C00] * L))
-                return builder.fcmp_unordered("uno", v, v)
 
             def block(w):
                 def plane(q):
@@ -236,7 +240,7 @@ def _rows(L, kind, fixed=0, planes=False, nan=True, runs=False, flag=False):
                     def row(r):
                         v = _load(builder, xp, builder.add(base, builder.mul(r, r_s)), xv, xal)
                         if seen is not None:
-                            builder.store(builder.or_(builder.load(seen), nan_lanes(v)), seen)
+                            builder.store(builder.or_(builder.load(seen), _nan_lanes(builder, v, xty.dtype)), seen)
                         return v if kind == "max" else _convert(builder, v, xty.dtype, bty.dtype, L)
 
                     return _fold(builder, row(ir.Constant(_I64, 0)), n_r, fixed, row, comb)
@@ -957,42 +961,6 @@ def _prefetch():
 _PREFETCH = _prefetch()
 
 
-def _any_nan(L):
-    """Whether ``x[o0:o0 + n]`` (``n >= L``) holds a NaN (uint16: float16 bits);
-    False for integers without reading them."""
-
-    @intrinsic
-    def any_nan(typingctx, x, o0, n):
-        def codegen(context, builder, sig, args):
-            xty = sig.args[0]
-            dt = xty.dtype
-            if not (isinstance(dt, types.Float) or dt == types.uint16):
-                return ir.Constant(ir.IntType(1), 0)
-            xp = _data(context, builder, xty, args[0])
-            base, cnt = _i64(context, builder, sig.args[1], args[1]), _i64(context, builder, sig.args[2], args[2])
-            xe = context.get_data_type(dt)
-            vt, al = ir.VectorType(xe, L), context.get_abi_sizeof(xe)
-            bt = ir.VectorType(ir.IntType(1), L)
-            acc = cgutils.alloca_once_value(builder, ir.Constant(bt, [0] * L))
-
-            def block(i):
-                v = _load(builder, xp, builder.add(base, i), vt, al)
-                if dt == types.uint16:
-                    mag = builder.and_(v, ir.Constant(vt, [0x7FFF] * L))
-                    bad = builder.icmp_unsigned(">", mag, ir.Constant(vt, [0x7C00] * L))
-                else:
-                    bad = builder.fcmp_unordered("uno", v, v)
-                builder.store(builder.or_(builder.load(acc), bad), acc)
-
-            _blocks(builder, cnt, L, block)
-            v = builder.load(acc)
-            return _any_lane(builder, v)
-
-        return types.boolean(x, o0, n), codegen
-
-    return any_nan
-
-
 @njit(inline="always")
 def _span(a, lo, n):
     # only compiled in under NUMBA_BOUNDSCHECK=1
@@ -1345,15 +1313,6 @@ triple_max, triple_max_nonan = _runs_pass(3, True), _runs_pass(3, False)
 # wide kernel's first pass, which reads every row its windows do).
 pair_max_seen, triple_max_seen = _runs_pass(2, True, True), _runs_pass(3, True, True)
 pair_max_nonan_seen, triple_max_nonan_seen = _runs_pass(2, False, True), _runs_pass(3, False, True)
-_ANY_NAN8 = _any_nan(8)
-
-
-@njit(inline="always")
-def any_nan(x, o0, n):
-    """Whether ``x[o0:o0 + n]`` (``n >= 8``) holds a NaN (uint16: float16 bits)."""
-    if _CHECK:
-        _span(x, o0, n)
-    return _ANY_NAN8(x, o0, n)
 
 
 @njit(inline="always")
