@@ -353,14 +353,13 @@ def _last_cache_bytes(default=32 << 20) -> int:
 #
 # The cache size comes from sysfs, which in a VM names the whole socket's last
 # cache, shared with the host's other tenants: 260 MB on a 2-vCPU Xeon VM,
-# where reads ran at 48-55 GB/s (two threads) up to 32 MB, 40-44 at 48-64 MB
+# where reads ran at 48-55 GB/s (two threads) up to 32 MB, 39-44 at 48-64 MB
 # and 19-20 (memory) from 96 MB.  So the threshold stops at AHEAD_CAP: there,
 # on (32, 64, 112, 112) (103 MB), k3 s2 p1 max, k2 s2 max and k2 s2 average
-# took 0.74, 0.85 and 0.70x the time asking, max with indices 0.83, adaptive
-# 56 -> 7 on (32, 256, 56, 56) 0.92 (medians of five alternations, two
-# threads), while on the 25.7 MB inputs, still in that cache, asking ran
-# 1.09-1.25x slower on three of eight channels-first cases and 1.09-1.40x on
-# six of eight channels-last ones.
+# took 0.74, 0.85 and 0.70x the time asking, max with indices 0.83 (medians
+# of five alternations, two threads), while on the 25.7 MB inputs, still in
+# that cache, asking ran 1.09-1.25x slower on three of eight channels-first
+# cases and 1.09-1.40x on six of eight channels-last ones.
 AHEAD_CAP = 48 << 20
 AHEAD_FROM = min(_last_cache_bytes() * 3 // 4, AHEAD_CAP)
 AHEAD_ROW_BYTES = 100
