@@ -1175,8 +1175,8 @@ def cf_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1,
     if ch >= nch:
         return
     inv = 1.0 / p
-    o1, o2, o3, o4 = np.zeros(Lb, np.float64), np.empty(OW, np.float64), np.empty(OW + K + 1, np.float64), \
-        np.empty(OW + K + 1, np.float64)
+    o1, o2, o3, o4 = (np.zeros(Lb, np.float64), np.empty(OW, np.float64), np.empty(OW + K + 1, np.float64),
+                      np.empty(OW + K + 1, np.float64))
     buf, acc, ps, ev = _unowned(o1), _unowned(o2), _unowned(o3), _unowned(o4)
     r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
     if uniform == 3:

@@ -232,7 +232,6 @@ def _rows(L, kind, fixed=0, planes=False, nan=True, runs=False, flag=False):
             if flag and (isinstance(xty.dtype, types.Float) or xty.dtype == types.uint16):
                 seen = cgutils.alloca_once_value(builder, ir.Constant(ir.VectorType(ir.IntType(1), L), [0] * L))
 
-
             def block(w):
                 def plane(q):
                     base = builder.add(builder.add(o_0, w), builder.mul(q, q_s))
