@@ -1546,9 +1546,16 @@ def vh_max_forward(ch, nch, x, out, C, lo1, nt1, K1, lo2, nt2, K2):
 # sequential rule's bit for bit (the first of equal maxima, the last NaN),
 # overlapping ranges included.  A plane without NaN takes the one-instruction
 # max (``_simd._vmax``), which agrees with the NaN rule there.
+#
+# Windows of 4 rows or more take the H axis from running maxima down the plane
+# instead (``_simd.column_max``: three loads a cell, against 5 for k4-k5 and 8
+# for k13 in the passes).  (8, 256, 56, 56) s1 "same", 2 threads, alternated
+# in one process: k5 2.46 -> 2.40, k9 2.65 -> 2.42, k13 3.47 -> 2.93 ms (in
+# cache, one thread, k13: 3.04 -> 2.40 us a plane).
+COLUMN_RUNS_FROM = 4
 
 
-def _wide_plane_fn(pair, triple, pair0, triple0):
+def _wide_plane_fn(pair, triple, pair0, triple0, column):
     @njit(inline="always")
     def levels(src, P, step, K, n, d1, d2):
         # src holds maxima of P taps; -> (a, rs, tri): the max of K taps
@@ -1580,17 +1587,23 @@ def _wide_plane_fn(pair, triple, pair0, triple0):
     @njit(inline="always")
     def plane(x, xo, out, oo, H, WC, OH, OWC, C, ph, pwc, KH, KW, t1, t2, t3, lowest, nxt):
         # t1 holds maxima of R0 rows (the first H level, straight from x; with
-        # KH <= 3 that is the whole window on H, and the W passes read t1);
-        # only its interior is written here, and only H passes, which keep the
-        # padding columns' -inf, write it whole.
+        # KH <= 3, or from the running maxima, that is the whole window on H,
+        # and the W passes read t1); only its interior is written here, and
+        # only H passes, which keep the padding columns' -inf, write it whole.
         # The next plane (at nxt, if >= 0) is asked for a row per row here, so
         # that it arrives while the passes run: from memory, (8, 256, 56, 56)
         # k13 took 0.82x the time on 1 and 2 threads ((8, 64, 112, 112) 0.86x;
         # 200 and 800 KB planes even).  All of it at once measured 1.1x slower.
         WpC = OWC + (KW - 1) * C
-        R0 = 1 if KH == 1 else (2 if KH == 2 else 3)
+        u = t1
         seen = False
-        for t in range(OH + KH - R0):
+        R0 = 1 if KH == 1 else (2 if KH == 2 else 3)
+        if KH >= COLUMN_RUNS_FROM:
+            # the next plane unasked: asked all at once before or after this,
+            # or half and half, k13 took 1.06-1.08x the time
+            R0 = KH
+            seen = column(x, xo, H, WC, ph, KH, OH, lowest, t2, t1, pwc, WpC)
+        for t in range(OH + KH - R0 if R0 < COLUMN_RUNS_FROM else 0):
             if nxt >= 0 and t < H:
                 _simd.prefetch(x, nxt + t * WC, WC)
             h = t - ph
@@ -1604,7 +1617,6 @@ def _wide_plane_fn(pair, triple, pair0, triple0):
                 # a loop, not a slice: a view takes a reference (see _simd._runs_pass)
                 for i in range(WC):
                     t1[d + i] = lowest
-        u = t1
         if KH > R0:
             a, rs, tri = levels(t1, R0, WpC, KH, OH * WpC, t2, t1)
             u = t3
@@ -1621,9 +1633,10 @@ def _wide_plane_fn(pair, triple, pair0, triple0):
 # it read a NaN, and redone by the NaN rule if it did (a plane with a NaN costs
 # two).  A NaN test of its own over each plane before the passes took 1.05-1.1x
 # the time ((8, 256, 56, 56) k13, k5; two threads).
-_wide_plane = _wide_plane_fn(_simd.pair_max, _simd.triple_max, _simd.pair_max_seen, _simd.triple_max_seen)
+_wide_plane = _wide_plane_fn(_simd.pair_max, _simd.triple_max, _simd.pair_max_seen, _simd.triple_max_seen,
+                             _simd.column_max)
 _wide_plane_nonan = _wide_plane_fn(_simd.pair_max_nonan, _simd.triple_max_nonan, _simd.pair_max_nonan_seen,
-                                   _simd.triple_max_nonan_seen)
+                                   _simd.triple_max_nonan_seen, _simd.column_max_nonan)
 
 
 @Chunked

@@ -1314,6 +1314,178 @@ pair_max_seen, triple_max_seen = _runs_pass(2, True, True), _runs_pass(3, True, 
 pair_max_nonan_seen, triple_max_nonan_seen = _runs_pass(2, False, True), _runs_pass(3, False, True)
 
 
+def _column_runs(nan, sizes):
+    """van Herk / Gil-Werman running maxima down the rows of a plane: ``out[oo +
+    t*ors + w] = max over h < K of x[xo + (t + h - ph)*WC + w]`` for ``t < OH``,
+    ``w < WC`` (``WC >= 8``), rows outside ``[0, H)`` reading as ``lowest``;
+    returns whether it read a NaN (see ``_rows``' ``flag``).  The padded rows
+    ``[0, OH + K - 1)`` are cut in runs of K; a forward scan keeps each run's
+    prefix maxima in ``P`` (rows of WC) and a backward scan carries its suffix
+    maxima and takes ``max(suffix[t], prefix[t + K - 1])``, so a window costs
+    three loads a cell whatever K is (the sparse table's passes take 2 or 3 a
+    level).  A block of up to 8 vectors of 8 lanes (``sizes``) runs down the
+    whole plane with its maxima in registers.  Ranges combine in order (the
+    suffix scan puts the earlier cell first), so the result is the sequential
+    rule's bit for bit; ``nan``: see ``_vmax``."""
+
+    @intrinsic
+    def runs(typingctx, x, xo, H, WC, ph, K, OH, lowest, P, out, oo, ors):
+        def codegen(context, builder, sig, args):
+            xty = sig.args[0]
+            dt = xty.dtype
+            xp = _data(context, builder, xty, args[0])
+            pp = _data(context, builder, sig.args[8], args[8])
+            op = _data(context, builder, sig.args[9], args[9])
+            x_o, n_h, wc, p_h, k, oh, o_o, o_rs = (_i64(context, builder, sig.args[i], args[i])
+                                                   for i in (1, 2, 3, 4, 5, 6, 10, 11))
+            xe = context.get_data_type(dt)
+            al = context.get_abi_sizeof(xe)
+            low1 = context.cast(builder, args[7], sig.args[7], dt)
+            zero, one = ir.Constant(_I64, 0), ir.Constant(_I64, 1)
+            hp = builder.sub(builder.add(oh, k), one)
+            comb = lambda a, b: _vmax(builder, a, b, dt, nan)  # noqa: E731
+            check = isinstance(dt, types.Float) or dt == types.uint16
+            width = 8 * sizes[0]
+            lows = builder.bitcast(cgutils.alloca_once(builder, ir.ArrayType(xe, width)), xe.as_pointer())
+            with cgutils.for_range(builder, ir.Constant(_I64, width)) as loop:
+                builder.store(low1, builder.gep(lows, [loop.index]))
+            n_runs = builder.add(builder.sdiv(builder.sub(hp, one), k), one)
+            # runs q_in, q_in + 1, ... lie inside the plane while qK + K <= ph + H
+            q_in = builder.sdiv(builder.add(p_h, builder.sub(k, one)), k)
+            n_in = builder.sub(builder.sdiv(builder.add(p_h, n_h), k), q_in)
+            n_pairs = builder.sdiv(builder.select(builder.icmp_signed("<", n_in, zero), zero, n_in),
+                                   ir.Constant(_I64, 2))
+            nans = cgutils.alloca_once_value(builder, ir.Constant(ir.VectorType(ir.IntType(1), 8), [0] * 8))
+
+            def emit(L, U):
+                xv = ir.VectorType(xe, L)
+                low = _splat(builder, low1, L)
+                carry = [cgutils.alloca_once(builder, xv) for _ in range(2 * U)]
+
+                def value(t, w, note, edge):
+                    # rows outside the plane (edge runs only) read a row of
+                    # lowest (a select of addresses: selects of vectors became
+                    # branches)
+                    h = builder.sub(t, p_h)
+                    base = builder.gep(xp, [builder.add(builder.add(x_o, builder.mul(h, wc)), w)])
+                    if edge:
+                        base = builder.select(builder.icmp_unsigned("<", h, n_h), base, lows)
+                    vs = []
+                    for u in range(U):
+                        v = _load(builder, base, ir.Constant(_I64, u * L), xv, al)
+                        if note:
+                            builder.store(builder.or_(builder.load(nans), _nan_lanes(builder, v, dt)), nans)
+                        vs.append(v)
+                    return vs
+
+                def put(vs, base, at):
+                    for u, v in enumerate(vs):
+                        _store(builder, v, base, builder.add(at, ir.Constant(_I64, u * L)), al)
+
+                def run(r0s, w, fwd, n=None, edge=True):
+                    # runs of K rows (fewer at the end) from each r0, side by side
+                    # (the maxima are chains a row long: one run at a time waited
+                    # on them); forward, the prefix maxima into P; backward, the
+                    # suffix maxima, each row's window (t < OH) into out
+                    if n is None:
+                        n = builder.select(builder.icmp_signed("<", builder.sub(hp, r0s[0]), k),
+                                           builder.sub(hp, r0s[0]), k)
+                    for u in range(U * len(r0s)):
+                        builder.store(low, carry[u])
+                    with cgutils.for_range(builder, n) as loop:
+                        for g, r0 in enumerate(r0s):
+                            cy = carry[g * U:(g + 1) * U]
+                            if fwd:
+                                t = builder.add(r0, loop.index)
+                                cs = [comb(builder.load(cy[u]), v) for u, v in enumerate(value(t, w, check, edge))]
+                                put(cs, pp, builder.add(builder.mul(t, wc), w))
+                            else:
+                                t = builder.sub(builder.add(r0, builder.sub(n, one)), loop.index)
+                                cs = [comb(v, builder.load(cy[u])) for u, v in enumerate(value(t, w, False, edge))]
+                                with builder.if_then(builder.icmp_signed("<", t, oh)):
+                                    # the run's first row is its whole window
+                                    pr = builder.select(builder.icmp_signed("==", t, r0), lows,
+                                                        builder.gep(pp, [builder.add(builder.mul(builder.sub(
+                                                            builder.add(t, k), one), wc), w)]))
+                                    put([comb(c, _load(builder, pr, ir.Constant(_I64, u * L), xv, al))
+                                         for u, c in enumerate(cs)], op,
+                                        builder.add(builder.add(o_o, builder.mul(t, o_rs)), w))
+                            for u, c in enumerate(cs):
+                                builder.store(c, cy[u])
+
+                def block(w):
+                    # with fewer than 4 vectors, runs inside the plane two at a
+                    # time and the others (the edge ones) one at a time; the
+                    # backward scan reads only P, so any order of runs serves
+                    np_ = n_pairs if U < 4 else zero
+                    both = builder.add(np_, np_)
+                    for fwd in (True, False):
+                        with cgutils.for_range(builder, builder.sub(n_runs, both)) as loop:
+                            q = loop.index
+                            q = builder.select(builder.icmp_signed("<", q, q_in), q, builder.add(q, both))
+                            run([builder.mul(q, k)], w, fwd)
+                        if U < 4:
+                            with cgutils.for_range(builder, n_pairs) as loop:
+                                r0 = builder.mul(builder.add(q_in, builder.add(loop.index, loop.index)), k)
+                                run([r0, builder.add(r0, k)], w, fwd, k, False)
+
+                return block
+
+            # blocks of up to 8 vectors side by side (one vector a row spent
+            # more on the row's bookkeeping than on its load, and waited on its
+            # chain): 8 while they fit, the rest in one block of each smaller
+            # size that fits, then a last vector ending at WC
+            w = cgutils.alloca_once_value(builder, zero)
+            for U in sizes:
+                span = ir.Constant(_I64, 8 * U)
+                cond = builder.icmp_signed("<=", builder.add(builder.load(w), span), wc)
+                if U == sizes[0]:
+                    with cgutils.for_range(builder, builder.sdiv(wc, span)) as loop:
+                        emit(8, U)(builder.mul(loop.index, span))
+                    builder.store(builder.mul(builder.sdiv(wc, span), span), w)
+                    continue
+                with builder.if_then(cond):
+                    emit(8, U)(builder.load(w))
+                    builder.store(builder.add(builder.load(w), span), w)
+            with builder.if_then(builder.icmp_signed("<", builder.load(w), wc)):
+                emit(8, 1)(builder.sub(wc, ir.Constant(_I64, 8)))
+            if not check:
+                return ir.Constant(ir.IntType(1), 0)
+            return _any_lane(builder, builder.load(nans))
+
+        return types.boolean(x, xo, H, WC, ph, K, OH, lowest, P, out, oo, ors), codegen
+
+    return runs
+
+
+def _column_runs_fn(nan):
+    # every block size from 8 vectors down: blocks of 4, 2 and 1 took 1.2x the
+    # time of one of 7 on 56-cell rows (k13 s1); the sizes 5-7 add about 1 s
+    # to a wide kernel's compile
+    cr = _column_runs(nan, (8, 7, 6, 5, 4, 3, 2, 1))
+    if not _CHECK:
+        # the intrinsic itself: an inlined wrapper takes references (see _runs_pass)
+        return cr
+
+    @njit(inline="always")
+    def column_runs(x, xo, H, WC, ph, K, OH, lowest, P, out, oo, ors):
+        if _CHECK:
+            _span(x, xo, H * WC)
+            _span(P, 0, (OH + K - 1) * WC)
+            _span(out, oo, (OH - 1) * ors + WC)
+            if WC < 8 or K < 1 or not 0 <= ph < K:
+                raise IndexError("fastpool: column runs with WC < 8 or padding past the window")
+        return cr(x, xo, H, WC, ph, K, OH, lowest, P, out, oo, ors)
+
+    return column_runs
+
+
+# ``column_max(x, xo, H, WC, ph, K, OH, lowest, P, out, oo, ors) -> bool``: the
+# max of K rows down a plane, and whether it read a NaN (see ``_column_runs``);
+# ``*_nonan``: with the one-instruction max (see ``_vmax``).
+column_max, column_max_nonan = _column_runs_fn(True), _column_runs_fn(False)
+
+
 @njit(inline="always")
 def avg_quads(x, a, rs, out, oo, mul, OW):
     """2x2 stride-2 averages of rows ``x[a:]`` and ``x[a + rs:]`` (see ``_quads``), ``OW >= 4``."""

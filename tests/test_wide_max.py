@@ -1,5 +1,6 @@
 """Stride-1 max over wide windows (fastpool/_cpu.py ``wide_max_forward``, a
-sparse table of pairwise maxima) against the NumPy reference: values, NaN
+sparse table of pairwise maxima, running maxima down the planes of windows of
+4 rows or more) against the NumPy reference: values, NaN
 propagation, every dtype route, both layouts, padding, and the geometries
 that must not take it."""
 
