@@ -34,7 +34,7 @@ from numba.core.runtime import nrt
 from numba.extending import intrinsic
 from numba.np.ufunc.parallel import _launch_threads
 
-from . import _simd
+from . import _memo, _simd
 
 _CACHE = os.environ.get("FASTPOOL_NUMBA_CACHE", "1") != "0"
 
@@ -2179,7 +2179,14 @@ _SERIAL = {}
 
 
 def pick(kernel, a, b):
-    """The kernel to run for arrays ``a`` and ``b`` (input and output, in either order)."""
+    """The kernel to run for arrays ``a`` and ``b`` (input and output, in either
+    order); noting its call while a call's route is being learnt (``_memo``)."""
+    k = _pick(kernel, a, b)
+    calls = _memo.recording()
+    return k if calls is None else _memo.Recorded(k, calls)
+
+
+def _pick(kernel, a, b):
     if a.size + b.size >= SERIAL_BELOW:
         return kernel
     if isinstance(kernel, Chunked):

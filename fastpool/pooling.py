@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _cpu
 from . import _geometry as geo
+from . import _memo
 from ._core import (Canon, as_array, canon_grad, canonical, check_shape, check_rank, check_grad, check_indices, compute_dtype,
                     covers, cf_ahead, cf_flat_args, cf_row_args, cf_short_taken, divisor, divisor_rows, flat4, flat_multipliers,
                     float_backward_input, interior_args, kernel_input, public, quad_rows, read_only, stream_ahead, tables, cl_ahead)
@@ -667,7 +668,7 @@ def _make_max(nd):
 
     name = f"max_pool{nd}d"
     return (
-        _named(max_pool, name,
+        _named(_memo.remembered(max_pool), name,
                f"{nd}-D max pooling; NaN propagates, ties go to the first maximum.\n\n"
                f"With ``return_indices=True`` also returns int64 flat indices into each\n"
                f"unpadded input plane (PyTorch's convention); ``out=`` then takes a pair\n"
@@ -709,7 +710,7 @@ def _make_avg(nd):
 
     name = f"avg_pool{nd}d"
     return (
-        _named(avg_pool, name,
+        _named(_memo.remembered(avg_pool), name,
                f"{nd}-D average pooling. The divisor is ``divisor_override`` if given, else the\n"
                f"taps inside input and explicit padding (``count_include_pad=True``), else\n"
                f"the taps inside the input. Integer input gives float64."),
@@ -754,7 +755,7 @@ def _make_lp(nd):
 
     name = f"lp_pool{nd}d"
     return (
-        _named(lp_pool, name,
+        _named(_memo.remembered(lp_pool), name,
                f"{nd}-D power-average pooling.\n\n"
                f"Default: ONNX ``LpPool``, ``(sum |x|^p)^(1/p)`` over the taps inside the input.\n"
                f"``torch_compat=True``: exactly ``torch.nn.functional.lp_pool{nd}d`` (signed x^p;\n"
@@ -802,9 +803,9 @@ def _make_adaptive(nd):
             "``None`` in ``output_size`` keeps that axis's size.")
     a, m = f"adaptive_avg_pool{nd}d", f"adaptive_max_pool{nd}d"
     return (
-        _named(adaptive_avg_pool, a, f"{nd}-D adaptive average pooling. " + bins),
+        _named(_memo.remembered(adaptive_avg_pool), a, f"{nd}-D adaptive average pooling. " + bins),
         _named(adaptive_avg_pool_backward, a + "_backward", f"Gradient of :func:`{a}` w.r.t. x."),
-        _named(adaptive_max_pool, m, f"{nd}-D adaptive max pooling. " + bins),
+        _named(_memo.remembered(adaptive_max_pool), m, f"{nd}-D adaptive max pooling. " + bins),
         _named(adaptive_max_pool_backward, m + "_backward", f"Gradient of :func:`{m}` w.r.t. x."),
     )
 
@@ -872,6 +873,7 @@ def _unsqueezed(cn: Canon, grad_output, keepdims):
 
 
 @public("global_avg_pool")
+@_memo.remembered
 def global_avg_pool(x, *, keepdims=True, layout="channels_first", out=None):
     """Mean over every spatial axis: ``(N, C, *spatial) -> (N, C, 1, ...)`` (or ``(N, C)``)."""
     cn, axes = _global(x, layout)
@@ -892,6 +894,7 @@ def global_avg_pool_backward(grad_output, x, *, keepdims=True, layout="channels_
 
 
 @public("global_max_pool")
+@_memo.remembered
 def global_max_pool(x, *, keepdims=True, return_indices=False, layout="channels_first", out=None):
     """Max over every spatial axis (NaN propagates, first maximum wins)."""
     want, out, iout = _max_outs(return_indices, out)
@@ -919,6 +922,7 @@ def global_max_pool_backward(grad_output, x, *, keepdims=True, return_indices=Fa
 
 
 @public("global_lp_pool")
+@_memo.remembered
 def global_lp_pool(x, norm_type=2.0, *, keepdims=True, layout="channels_first", out=None):
     """ONNX ``GlobalLpPool``: ``(sum |x|^p)^(1/p)`` over every spatial axis."""
     p = norm_type_value(norm_type)

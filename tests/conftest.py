@@ -30,3 +30,18 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("FASTPOOL_HYPOTHESIS_PROFILE", "ci"))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _routes_unremembered(monkeypatch):
+    """Every call takes the whole path: tests patch the routing (``_cpu.pick``
+    spies, thresholds), which a remembered route would skip; tests/test_memo.py
+    turns it back on and checks it against the whole path."""
+    from fastpool import _memo
+
+    monkeypatch.setattr(_memo, "enabled", False)
+    monkeypatch.setattr(_memo, "_routes", {})
+    monkeypatch.setattr(_memo, "_first", {})
