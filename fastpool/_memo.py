@@ -34,6 +34,10 @@ enabled = True
 _LIMIT = 256
 _routes: dict = {}
 _first: dict = {}
+# keys whose path cannot be kept (or twice differed from the call before): not
+# recorded again
+_never: set = set()
+_differed: set = set()
 _rec = threading.local()
 
 
@@ -150,27 +154,44 @@ def remembered(fn):
         route = _routes.get(key)
         if route is not None and (out is None or not np.may_share_memory(out, x)):
             return route(x, out)
+        if key in _never:
+            return fn(x, *args, out=out, **kwargs)
         calls = _rec.calls = []
         try:
             res = fn(x, *args, out=out, **kwargs)
         finally:
             _rec.calls = None
-        o = res if out is None else out
-        if len(calls) != 1 or calls[0] is None or not _plain_array(res) or (out is not None and res is not out):
-            return res
-        kernel, kargs = calls[0]
-        specs = _classify(kargs, x, o)
-        if not any(s[0] == "o" for s in specs):
-            return res
-        seen = _first.pop(key, None)
-        if seen is None:
-            if len(_first) >= _LIMIT:
-                _first.clear()
-            _first[key] = (kernel, specs)
-        elif seen[0] == kernel and len(seen[1]) == len(specs) and all(map(_same, seen[1], specs)):
-            if len(_routes) >= _LIMIT:
-                _routes.clear()
-            _routes[key] = _route(kernel, specs, o.shape, o.dtype)
+        _learn(key, calls, res, x, out)
         return res
 
     return call
+
+
+def _learn(key, calls, res, x, out):
+    o = res if out is None else out
+    specs = None
+    if len(calls) == 1 and calls[0] is not None and _plain_array(res) and (out is None or res is out):
+        specs = _classify(calls[0][1], x, o)
+    if len(_never) >= _LIMIT:
+        _never.clear()
+        _differed.clear()
+    if specs is None or not any(s[0] == "o" for s in specs):
+        _never.add(key)
+        return
+    kernel = calls[0][0]
+    seen = _first.pop(key, None)
+    if seen is not None and seen[0] == kernel and len(seen[1]) == len(specs) and all(map(_same, seen[1], specs)):
+        if len(_routes) >= _LIMIT:
+            _routes.clear()
+        _routes[key] = _route(kernel, specs, o.shape, o.dtype)
+        return
+    if seen is not None:
+        # a first call may build what later calls share (a plan's tables)
+        if key in _differed:
+            _never.add(key)
+            return
+        _differed.add(key)
+    if len(_first) >= _LIMIT:
+        _first.clear()
+    _first[key] = (kernel, specs)
+

@@ -45,3 +45,5 @@ def _routes_unremembered(monkeypatch):
     monkeypatch.setattr(_memo, "enabled", False)
     monkeypatch.setattr(_memo, "_routes", {})
     monkeypatch.setattr(_memo, "_first", {})
+    monkeypatch.setattr(_memo, "_never", set())
+    monkeypatch.setattr(_memo, "_differed", set())

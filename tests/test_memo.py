@@ -156,6 +156,32 @@ def test_float16_and_copies_are_never_remembered(monkeypatch, memo):
             memo.enabled = True
             np.testing.assert_array_equal(got, want)
     assert memo._routes == {}
+    # the float16 key; the strided input is not even recorded
+    assert len(memo._never) == 1
+
+
+def test_a_temporary_argument_is_never_remembered(monkeypatch, memo):
+    # kernel arguments that are new arrays each call (neither views of the
+    # input or the output nor shared objects): two calls that differ, twice,
+    # and the key is dropped
+    x = np.random.default_rng(7).standard_normal((2, 3, 9, 9)).astype(np.float32)
+    real = _cpu.pick
+
+    def fresh_tables(kernel, a, b):
+        k = real(kernel, a, b)
+
+        def call(*args):
+            return k(*(v.copy() if isinstance(v, np.ndarray) and v.dtype == np.int64 and v.size < 64 else v
+                       for v in args))
+
+        return call
+
+    monkeypatch.setattr(_cpu, "pick", fresh_tables)
+    want = max_pool(x, 2, 3, 2, 1)[0]
+    for _ in range(5):
+        np.testing.assert_array_equal(fp.max_pool2d(x, 3, 2, 1), want)
+    assert memo._routes == {}
+    assert len(memo._never) == 1
 
 
 def test_return_indices_is_never_remembered(memo):
