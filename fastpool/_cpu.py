@@ -1596,31 +1596,31 @@ def _wide_plane_fn(pair, triple, pair0, triple0, column):
         # 200 and 800 KB planes even).  All of it at once measured 1.1x slower.
         WpC = OWC + (KW - 1) * C
         u = t1
-        seen = False
-        R0 = 1 if KH == 1 else (2 if KH == 2 else 3)
         if KH >= COLUMN_RUNS_FROM:
             # the next plane unasked: asked all at once before or after this,
             # or half and half, k13 took 1.06-1.08x the time
-            R0 = KH
             seen = column(x, xo, H, WC, ph, KH, OH, lowest, t2, t1, pwc, WpC)
-        for t in range(OH + KH - R0 if R0 < COLUMN_RUNS_FROM else 0):
-            if nxt >= 0 and t < H:
-                _simd.prefetch(x, nxt + t * WC, WC)
-            h = t - ph
-            d = t * WpC + pwc
-            lo, hi = max(h, 0), min(h + R0, H)
-            if hi - lo == 3:
-                seen |= triple0(x, xo + lo * WC, WC, 3, 0, 1, WC, t1, d)
-            elif hi > lo:
-                seen |= pair0(x, xo + lo * WC, WC if hi - lo == 2 else 0, 2, 0, 1, WC, t1, d)
-            else:
-                # a loop, not a slice: a view takes a reference (see _simd._runs_pass)
-                for i in range(WC):
-                    t1[d + i] = lowest
-        if KH > R0:
-            a, rs, tri = levels(t1, R0, WpC, KH, OH * WpC, t2, t1)
-            u = t3
-            last(a, 0, rs, tri, OH * WpC, t3, 0)
+        else:
+            seen = False
+            R0 = 1 if KH == 1 else (2 if KH == 2 else 3)
+            for t in range(OH + KH - R0):
+                if nxt >= 0 and t < H:
+                    _simd.prefetch(x, nxt + t * WC, WC)
+                h = t - ph
+                d = t * WpC + pwc
+                lo, hi = max(h, 0), min(h + R0, H)
+                if hi - lo == 3:
+                    seen |= triple0(x, xo + lo * WC, WC, 3, 0, 1, WC, t1, d)
+                elif hi > lo:
+                    seen |= pair0(x, xo + lo * WC, WC if hi - lo == 2 else 0, 2, 0, 1, WC, t1, d)
+                else:
+                    # a loop, not a slice: a view takes a reference (see _simd._runs_pass)
+                    for i in range(WC):
+                        t1[d + i] = lowest
+            if KH > R0:
+                a, rs, tri = levels(t1, R0, WpC, KH, OH * WpC, t2, t1)
+                u = t3
+                last(a, 0, rs, tri, OH * WpC, t3, 0)
         b, rw, tri = levels(u, 1, C, KW, (OH - 1) * WpC + OWC, t2, t3)
         for oh in range(OH):
             last(b, oh * WpC, rw, tri, OWC, out, oo + oh * OWC)

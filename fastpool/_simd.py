@@ -1345,7 +1345,8 @@ def _column_runs(nan, sizes):
             hp = builder.sub(builder.add(oh, k), one)
             comb = lambda a, b: _vmax(builder, a, b, dt, nan)  # noqa: E731
             check = isinstance(dt, types.Float) or dt == types.uint16
-            width = 8 * sizes[0]
+            L = 8
+            width = L * sizes[0]
             lows = builder.bitcast(cgutils.alloca_once(builder, ir.ArrayType(xe, width)), xe.as_pointer())
             with cgutils.for_range(builder, ir.Constant(_I64, width)) as loop:
                 builder.store(low1, builder.gep(lows, [loop.index]))
@@ -1355,11 +1356,11 @@ def _column_runs(nan, sizes):
             n_in = builder.sub(builder.sdiv(builder.add(p_h, n_h), k), q_in)
             n_pairs = builder.sdiv(builder.select(builder.icmp_signed("<", n_in, zero), zero, n_in),
                                    ir.Constant(_I64, 2))
-            nans = cgutils.alloca_once_value(builder, ir.Constant(ir.VectorType(ir.IntType(1), 8), [0] * 8))
+            nans = cgutils.alloca_once_value(builder, ir.Constant(ir.VectorType(ir.IntType(1), L), [0] * L))
+            xv = ir.VectorType(xe, L)
+            low = _splat(builder, low1, L)
 
-            def emit(L, U):
-                xv = ir.VectorType(xe, L)
-                low = _splat(builder, low1, L)
+            def emit(U):
                 carry = [cgutils.alloca_once(builder, xv) for _ in range(2 * U)]
 
                 def value(t, w, note, edge):
@@ -1437,18 +1438,17 @@ def _column_runs(nan, sizes):
             # size that fits, then a last vector ending at WC
             w = cgutils.alloca_once_value(builder, zero)
             for U in sizes:
-                span = ir.Constant(_I64, 8 * U)
-                cond = builder.icmp_signed("<=", builder.add(builder.load(w), span), wc)
+                span = ir.Constant(_I64, L * U)
                 if U == sizes[0]:
                     with cgutils.for_range(builder, builder.sdiv(wc, span)) as loop:
-                        emit(8, U)(builder.mul(loop.index, span))
+                        emit(U)(builder.mul(loop.index, span))
                     builder.store(builder.mul(builder.sdiv(wc, span), span), w)
                     continue
-                with builder.if_then(cond):
-                    emit(8, U)(builder.load(w))
+                with builder.if_then(builder.icmp_signed("<=", builder.add(builder.load(w), span), wc)):
+                    emit(U)(builder.load(w))
                     builder.store(builder.add(builder.load(w), span), w)
             with builder.if_then(builder.icmp_signed("<", builder.load(w), wc)):
-                emit(8, 1)(builder.sub(wc, ir.Constant(_I64, 8)))
+                emit(1)(builder.sub(wc, ir.Constant(_I64, L)))
             if not check:
                 return ir.Constant(ir.IntType(1), 0)
             return _any_lane(builder, builder.load(nans))
@@ -1460,7 +1460,7 @@ def _column_runs(nan, sizes):
 
 def _column_runs_fn(nan):
     # every block size from 8 vectors down: blocks of 4, 2 and 1 took 1.2x the
-    # time of one of 7 on 56-cell rows (k13 s1); the sizes 5-7 add about 1 s
+    # time of one of 7 on 56-cell rows (k13 s1); the sizes 5-7 add about 0.6 s
     # to a wide kernel's compile
     cr = _column_runs(nan, (8, 7, 6, 5, 4, 3, 2, 1))
     if not _CHECK:
