@@ -86,6 +86,8 @@ _jit = cached_jit(parallel=True, nogil=True, fastmath=False)
 # 56) inputs and cut a (1, 16, 32, 32) call from 26 to 9 us.  Numba's thread
 # count, not the number in use: asking for that costs 1.5 us a call.
 _NCH = min(64, 4 * numba.config.NUMBA_NUM_THREADS)
+# float16 max computes on halves where the CPU can (``_cf_half_max_native``)
+_HALVES = _simd.has_avx512fp16()
 
 
 @intrinsic
@@ -1117,13 +1119,43 @@ def cf_half_max_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1,
         return
     buf = np.full(2 * Lb, _HALF_NEG_INF)
     r0, r1, b, od, oh = _row_task(ch, nch, total, OD, OH)
-    if W >= 8 and nt0.max() == 1:
+    if _HALVES and W >= 32 and nt0.max() == 1 and ((s == 1 and OW >= 32) or (s == 2 and OW >= 16)):
+        _cf_half_max_native(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K,
+                            ahead, an)
+    elif W >= 8 and nt0.max() == 1:
         fbuf = np.full(2 * Lb, -np.inf, np.float32)
         _cf_half_max_wide(x, out, buf, fbuf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s,
                           K, ahead, an)
     else:
         _cf_max_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s, K,
                     ahead, an)
+
+
+@cached_jit(nogil=True)
+def _cf_half_max_native(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K,
+                        ahead, an):
+    # ``_cf_half_max_wide`` on CPUs that compute on halves: the rows and the
+    # windows on 32 halves a vector, with no widening (see ``_simd.half_rows32``)
+    n = r1 - r0
+    nan = np.zeros(n, np.bool_)
+    b0, od0, oh0 = b, od, oh
+    for p in range(0, n + 1, 2):
+        if p < n:
+            if p > 0:
+                b, od, oh = _next_row(b, od, oh, OD, OH)
+            o0 = ((b * D + lo0[od]) * H + lo1[oh]) * W
+            nan[p] = _simd.half_rows32(x, o0, d1 * W, nt1[oh], W, buf, pl)
+            _ask_ahead(x, o0, ahead, an)
+        if p > 0:
+            _simd.half_wins32(buf, Lb, out, (r0 + p - 1) * OW, OW, s, K, d2)
+        if p + 1 < n:
+            b, od, oh = _next_row(b, od, oh, OD, OH)
+            o0 = ((b * D + lo0[od]) * H + lo1[oh]) * W
+            nan[p + 1] = _simd.half_rows32(x, o0, d1 * W, nt1[oh], W, buf, pl + Lb)
+            _ask_ahead(x, o0, ahead, an)
+        if p < n:
+            _simd.half_wins32(buf, 0, out, (r0 + p) * OW, OW, s, K, d2)
+    _half_nan_rows(x, out, buf, nan, r0, b0, od0, oh0, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K)
 
 
 @cached_jit(nogil=True)
@@ -1153,8 +1185,13 @@ def _cf_half_max_wide(x, out, buf, fbuf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH,
             _ask_ahead(x, o0, ahead, an)
         if p < n:
             _simd.max_wins(fbuf, 0, out, (r0 + p) * OW, fbuf, OW, s, K, d2)
-    b, od, oh = b0, od0, oh0
-    for p in range(n):
+    _half_nan_rows(x, out, buf, nan, r0, b0, od0, oh0, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K)
+
+
+@njit(inline="always")
+def _half_nan_rows(x, out, buf, nan, r0, b, od, oh, D, H, W, OD, OH, OW, lo0, lo1, nt1, d1, d2, pl, s, K):
+    # the output rows whose input rows hold a NaN, again on the bits
+    for p in range(nan.size):
         if p > 0:
             b, od, oh = _next_row(b, od, oh, OD, OH)
         if nan[p]:

@@ -85,6 +85,32 @@ def _max_nonan(builder, a, b):
     return parts[0]
 
 
+@functools.cache
+def has_avx512fp16() -> bool:
+    """Whether the CPU that Numba compiles for computes on halves (AVX512-FP16:
+    32 lanes of float16 a vector, with their own compare and max), which
+    ``half_rows32`` and ``half_wins32`` need; judged as ``has_avx``."""
+    feats = config.CPU_FEATURES
+    if feats is None:
+        if config.CPU_NAME not in (None, "host"):
+            return False
+        import llvmlite.binding as ll
+
+        host = ll.get_host_cpu_features()
+        return bool(host.get("avx512fp16", False) and host.get("avx512bw", False))
+    named = feats.split(",")
+    return "+avx512fp16" in named and "+avx512bw" in named
+
+
+def _max_ph(builder, a, b):
+    """``b if b > a else a`` on 32 halves holding no NaN: the CPU's max
+    instruction for halves, the rule of ``_max_nonan``."""
+    t = a.type
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(t, [t, t, _I32]),
+                                        "llvm.x86.avx512fp16.max.ph.512")
+    return builder.call(fn, [b, a, ir.Constant(_I32, 4)])
+
+
 def _any_lane(builder, mask):
     """Whether any lane of an i1 vector is set."""
     any_ = builder.extract_element(mask, ir.Constant(_I32, 0))
@@ -308,6 +334,110 @@ def _half_rows(L, fixed=0):
         return types.boolean(x, o0, rs, R, W, buf, pl), codegen
 
     return rows
+
+
+def _half_rows32(fixed=0):
+    """``_half_rows`` on CPUs with AVX512-FP16: the max of ``R`` rows of float16
+    bits into a uint16 buffer, 32 halves a vector and no widening.  Returns
+    whether the rows hold a NaN, as ``_half_rows``.  The max keeps a NaN of
+    the first row and drops those of the others, so the NaN test is of the
+    result and of the later rows, two rows a compare."""
+    L = 32
+
+    @intrinsic
+    def rows(typingctx, x, o0, rs, R, W, buf, pl):
+        def codegen(context, builder, sig, args):
+            xp, bp = _data(context, builder, sig.args[0], args[0]), _data(context, builder, sig.args[5], args[5])
+            o_0, r_s, n_r, n_w, p_l = (_i64(context, builder, sig.args[i], args[i]) for i in (1, 2, 3, 4, 6))
+            it, ht = ir.VectorType(ir.IntType(16), L), ir.VectorType(ir.HalfType(), L)
+            mt = ir.VectorType(ir.IntType(1), L)
+            seen = cgutils.alloca_once_value(builder, ir.Constant(mt, [0] * L))
+
+            def note(a, b):
+                builder.store(builder.or_(builder.load(seen), builder.fcmp_unordered("uno", a, b)), seen)
+
+            def block(w):
+                base = builder.add(o_0, w)
+
+                def row(r):
+                    h = _load(builder, xp, builder.add(base, builder.mul(r, r_s)), it, 2)
+                    v = builder.bitcast(h, ht)
+                    if not fixed:
+                        with builder.if_then(builder.icmp_signed(">", r, ir.Constant(_I64, 0))):
+                            note(v, v)
+                    return v
+
+                if fixed:
+                    vs = [row(ir.Constant(_I64, r)) for r in range(fixed)]
+                    v = vs[0]
+                    for u in vs[1:]:
+                        v = _max_ph(builder, v, u)
+                    for r in range(1, fixed, 2):
+                        note(vs[r], vs[min(r + 1, fixed - 1)])
+                else:
+                    v = _fold(builder, row(ir.Constant(_I64, 0)), n_r, 0, row, lambda a, b: _max_ph(builder, a, b))
+                note(v, v)
+                _store(builder, builder.bitcast(v, it), bp, builder.add(p_l, w), 2)
+
+            _blocks(builder, n_w, L, block)
+            return _any_lane(builder, builder.load(seen))
+
+        return types.boolean(x, o0, rs, R, W, buf, pl), codegen
+
+    return rows
+
+
+def _half_wins32(s, fixed=0, adjacent=False):
+    """``_wins``' max on rows of ``_half_rows32`` (uint16 buffer and output,
+    rows without NaN), with the halves' own max.  Stride 1: 32 windows a block,
+    tap k a load shifted by ``k*d`` cells.  Stride 2: 16 windows a block, from
+    32-bit lanes that each hold a window's first cell and the one after it: a
+    tap at an even offset is their low halves as they are, one at an odd offset
+    the high halves shifted down; the max runs on all 32 halves and the low
+    half of each 32-bit lane, packed, is the window's (one vpmovdw), against a
+    permute of halves a tap.  ``adjacent``: d = 1, the taps' offsets known."""
+
+    @intrinsic
+    def wins(typingctx, buf, b0, out, oo, OW, K, d):
+        def codegen(context, builder, sig, args):
+            bp, op = _data(context, builder, sig.args[0], args[0]), _data(context, builder, sig.args[2], args[2])
+            b_0, o_o, n_o, n_k, dil = (_i64(context, builder, sig.args[i], args[i]) for i in (1, 3, 4, 5, 6))
+            it, ht = ir.VectorType(ir.IntType(16), 32), ir.VectorType(ir.HalfType(), 32)
+            dt = ir.VectorType(_I32, 16)
+            one = ir.Constant(_I64, 1)
+
+            def block(o):
+                start = builder.add(b_0, o if s == 1 else builder.add(o, o))
+
+                def tap(k):
+                    off = k if adjacent else builder.mul(k, dil)
+                    if s == 1:
+                        return builder.bitcast(_load(builder, bp, builder.add(start, off), it, 2), ht)
+                    if adjacent and isinstance(k, ir.Constant):
+                        odd = k.constant & 1
+                        v = _load(builder, bp, builder.add(start, ir.Constant(_I64, k.constant - odd)), dt, 2)
+                        if odd:
+                            v = builder.lshr(v, ir.Constant(dt, [16] * 16))
+                        return builder.bitcast(v, ht)
+                    odd = builder.and_(off, one)
+                    v = _load(builder, bp, builder.add(start, builder.sub(off, odd)), dt, 2)
+                    v = builder.select(builder.icmp_signed("!=", odd, ir.Constant(_I64, 0)),
+                                       builder.lshr(v, ir.Constant(dt, [16] * 16)), v)
+                    return builder.bitcast(v, ht)
+
+                res = _fold(builder, tap(ir.Constant(_I64, 0)), n_k, fixed, tap, lambda a, b: _max_ph(builder, a, b))
+                if s == 1:
+                    _store(builder, builder.bitcast(res, it), op, builder.add(o_o, o), 2)
+                else:
+                    packed = builder.trunc(builder.bitcast(res, dt), ir.VectorType(ir.IntType(16), 16))
+                    _store(builder, packed, op, builder.add(o_o, o), 2)
+
+            _blocks(builder, n_o, 32 if s == 1 else 16, block)
+            return context.get_dummy_value()
+
+        return types.void(buf, b0, out, oo, OW, K, d), codegen
+
+    return wins
 
 
 def _wins(L, s, kind, fixed=0, adjacent=False):
@@ -1167,6 +1297,55 @@ def _half_row_pass():
 # ``_half_rows``).  ``max_wins`` from such a buffer into uint16 ``out`` rounds
 # back to halves (exact) and skips the NaN test.
 half_rows = _half_row_pass()
+
+
+def _half32_pass():
+    r3, r2, r = _half_rows32(3), _half_rows32(2), _half_rows32()
+    a1_3, w1_3, w1 = _half_wins32(1, 3, True), _half_wins32(1, 3), _half_wins32(1)
+    a2_3, a2_2, w2_3, w2 = _half_wins32(2, 3, True), _half_wins32(2, 2, True), _half_wins32(2, 3), _half_wins32(2)
+
+    @njit(inline="always")
+    def rows(x, o0, rs, R, W, buf, pl):
+        _check_rows(x, o0, rs, R, 0, 1, W, buf, pl)
+        if _CHECK and W < 32:
+            raise IndexError("fastpool: rows of halves take 32+ cells")
+        if R == 3:
+            return r3(x, o0, rs, R, W, buf, pl)
+        if R == 2:
+            return r2(x, o0, rs, R, W, buf, pl)
+        return r(x, o0, rs, R, W, buf, pl)
+
+    @njit(inline="always")
+    def wins(buf, b0, out, oo, OW, s, K, d):
+        if _CHECK:
+            _span(out, oo, OW)
+            _span(buf, b0, s * OW + (K - 1) * d)
+            if OW < (32 if s == 1 else 16) or s > 2:
+                raise IndexError("fastpool: windows of halves take stride 1 and 32+ of them, or stride 2 and 16+")
+        if s == 1:
+            if K == 3 and d == 1:
+                a1_3(buf, b0, out, oo, OW, K, d)
+            elif K == 3:
+                w1_3(buf, b0, out, oo, OW, K, d)
+            else:
+                w1(buf, b0, out, oo, OW, K, d)
+        elif K == 3 and d == 1:
+            a2_3(buf, b0, out, oo, OW, K, d)
+        elif K == 2 and d == 1:
+            a2_2(buf, b0, out, oo, OW, K, d)
+        elif K == 3:
+            w2_3(buf, b0, out, oo, OW, K, d)
+        else:
+            w2(buf, b0, out, oo, OW, K, d)
+
+    return rows, wins
+
+
+# ``half_rows32(x, o0, rs, R, W, buf, pl) -> bool``: ``half_rows`` into a uint16
+# ``buf`` (float16 bits), ``W >= 32``; ``half_wins32(buf, b0, out, oo, OW, s, K,
+# d)``: ``max_wins`` from such a buffer, ``s`` 1 (``OW >= 32``) or 2 (``OW >=
+# 16``).  Only for CPUs with AVX512-FP16 (``has_avx512fp16``).
+half_rows32, half_wins32 = _half32_pass()
 
 
 def _flat_pass(kind):
