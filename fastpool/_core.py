@@ -340,7 +340,8 @@ def _last_cache_bytes(default=32 << 20) -> int:
 # 0.93 ms); inputs of 6.4-12.8 MB 1.04-1.21, where the prefetch instructions
 # cost more than the hardware prefetchers leave to gain, as did 2x2 quads of
 # 14-cell rows (1.04-1.30; rows under AHEAD_ROW_BYTES).  The averages' long row
-# passes (k3 s1) gained nothing or lost (1.34 on 224-cell rows) and do not ask.
+# passes (k3 s1) gained nothing or lost (1.34 on 224-cell rows) there; the Xeon
+# below gains on rows up to 512 bytes, which ask (``_cpu._AVG_ASK_ROW_BYTES``).
 # An earlier Zen machine measured stride-1 and k3 s2 max on 25.7 MB 1.05-1.15x
 # slower with it (then from 1.5 times the cache on).  Channels-last: the 3x3
 # max rows 0.72-0.84 on (8, 56, 56, 256) and (64, 14, 14, 512) k3 s2 p1 (1.0
@@ -468,6 +469,25 @@ def divisor_rows(axes, mode: str, override=None) -> tuple:
     rows.flags.writeable = False
     at.flags.writeable = False
     return rows, at
+
+
+@geo.per_plan
+def exact_divisor_rows(axes, mode: str, override=None):
+    """``divisor_rows``' rows as float32 ``(U, 2 * OW)``, each row's reciprocals
+    then its divisors, for the W passes that divide float32 sums with fused
+    multiply-adds (``_simd._exact_scaled``, the same bits as the float64
+    product); None where a divisor is not a whole number from 1 to
+    ``_simd.EXACT_DIVISORS`` (a ``divisor_override``), for rows of fewer than
+    16 windows (the passes' vectors) and on CPUs without FMA."""
+    rows, _ = divisor_rows(axes, mode, override)
+    if not _simd.has_fma() or rows.shape[1] < 16:
+        return None
+    d = np.rint(1.0 / rows)
+    if not (np.all((d >= 1) & (d <= _simd.EXACT_DIVISORS)) and np.array_equal(1.0 / d, rows)):
+        return None
+    pairs = np.ascontiguousarray(np.concatenate([rows.astype(np.float32), d.astype(np.float32)], axis=1))
+    pairs.flags.writeable = False
+    return pairs
 
 
 @geo.per_plan

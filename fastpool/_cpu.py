@@ -88,6 +88,12 @@ _jit = cached_jit(parallel=True, nogil=True, fastmath=False)
 _NCH = min(64, 4 * numba.config.NUMBA_NUM_THREADS)
 # float16 max computes on halves where the CPU can (``_cf_half_max_native``)
 _HALVES = _simd.has_avx512fp16()
+# The channels-first average rows (``_cf_avg_vec``) ask ahead (``_core.cf_ahead``)
+# on rows up to this many bytes.  On the 2-vCPU Xeon, k3 s1 p1 averages of
+# 103 MB, two threads, alternated: 112-cell rows 0.89x the time asking (13.8-14.6
+# -> 12.4-13.1 ms), 224-cell rows 0.85-0.97x, 448-cell rows even; the Zen 5
+# machine measured 224-cell rows 1.34x slower asking.
+_AVG_ASK_ROW_BYTES = 512
 
 
 @intrinsic
@@ -987,21 +993,24 @@ def _cf_max_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt
 
 @cached_jit(nogil=True)
 def _cf_avg_vec(x, out, buf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s, K,
-                rdiv, rat):
+                rdiv, rat, ahead, an):
     n = r1 - r0
     aod, aoh, bod, boh = od, oh, od, oh
     for p in range(0, n + 1, 2):
         if p < n:
             if p > 0:
                 b, od, oh = _next_row(b, od, oh, OD, OH)
-            _simd.sum_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, buf, pl)
+            o0 = ((b * D + lo0[od]) * H + lo1[oh]) * W
+            _simd.sum_rows(x, o0, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, buf, pl)
+            _ask_ahead(x, o0 + (nt0[od] - 1) * d0 * H * W, ahead, an)
             aod, aoh = od, oh
         if p > 0:
             _simd.sum_wins(buf, Lb, out, (r0 + p - 1) * OW, rdiv[rat[bod, boh]], OW, s, K, d2)
         if p + 1 < n:
             b, od, oh = _next_row(b, od, oh, OD, OH)
-            _simd.sum_rows(x, ((b * D + lo0[od]) * H + lo1[oh]) * W, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, buf,
-                           pl + Lb)
+            o0 = ((b * D + lo0[od]) * H + lo1[oh]) * W
+            _simd.sum_rows(x, o0, d1 * W, nt1[oh], d0 * H * W, nt0[od], W, buf, pl + Lb)
+            _ask_ahead(x, o0 + (nt0[od] - 1) * d0 * H * W, ahead, an)
             bod, boh = od, oh
         if p < n:
             _simd.sum_wins(buf, 0, out, (r0 + p) * OW, rdiv[rat[aod, aoh]], OW, s, K, d2)
@@ -1206,7 +1215,9 @@ def cf_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1,
     """Channels-first window sums in float64, finalised as ``sep_sum_forward``'s
     ``pmode`` / ``fmode`` say; geometry arguments as ``cf_max_forward``'s.
     Plain averages through the row vectors add in ``acc0``'s dtype (as
-    ``sep_sum_forward``'s)."""
+    ``sep_sum_forward``'s); where those are float32 into float32 (``uniform``
+    2), ``rdiv`` may be ``_core.exact_divisor_rows``' float32 rows instead,
+    which the W passes divide by (``_simd._exact_scaled``)."""
     total = (out.size // (OD * OH * OW)) * OD * OH
     nch = _chunks(total, nch)
     if ch >= nch:
@@ -1233,7 +1244,7 @@ def cf_sum_forward(ch, nch, x, out, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1,
                          pl, s, K, rdiv, rat, ahead)
         else:
             _cf_avg_vec(x, out, abuf, Lb, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, d2, pl, s,
-                        K, rdiv, rat)
+                        K, rdiv, rat, ahead if W * x.itemsize <= _AVG_ASK_ROW_BYTES else 0, an)
     elif uniform == 4 and pmode == 0 and fmode == 0:
         _cf_avg_tiles(x, out, buf, r0, r1, b, od, oh, D, H, W, OD, OH, OW, lo0, nt0, d0, lo1, nt1, d1, K, rdiv, rat,
                       ahead, an)

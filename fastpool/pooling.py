@@ -22,8 +22,8 @@ from . import _cpu
 from . import _geometry as geo
 from . import _memo
 from ._core import (Canon, as_array, canon_grad, canonical, check_shape, check_rank, check_grad, check_indices, compute_dtype,
-                    covers, cf_ahead, cf_flat_args, cf_row_args, cf_short_taken, divisor, divisor_rows, flat4, flat_multipliers,
-                    float_backward_input, interior_args, kernel_input, public, quad_rows, read_only, stream_ahead, tables, cl_ahead)
+                    covers, cf_ahead, cf_flat_args, cf_row_args, cf_short_taken, divisor, divisor_rows, exact_divisor_rows,
+                    flat4, flat_multipliers, float_backward_input, interior_args, kernel_input, public, quad_rows, read_only, stream_ahead, tables, cl_ahead)
 from ._spec import (AdaptiveSpec, adaptive_spec, is_int, norm_type_value, normalize_layout,
                     window_spec)
 from .errors import PoolingError, PoolingTypeError
@@ -455,10 +455,15 @@ def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes, narrow=True):
             return
     if xin.shape[4] == 1:
         plain = pmode == 0 and fmode == 0
+        rargs = cf_row_args(axes, plain, plain)
+        if plain and rargs[0] == 2 and acc.dtype == np.float32 and out5.dtype == np.float32:
+            # float32 sums into float32: the W passes divide with fused multiply-adds
+            # where the divisors allow (same bits)
+            exact = exact_divisor_rows(axes, *dv)
+            rdiv = rdiv if exact is None else exact
         _cpu.pick(_cpu.cf_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
-                                                  *tables(axes), *cf_row_args(axes, plain, plain),
-                                                  pmode, float(p), fmode, rdiv, rat, float(area), *cf_ahead(axes, xin),
-                                                  acc)
+                                                  *tables(axes), *rargs, pmode, float(p), fmode, rdiv, rat,
+                                                  float(area), *cf_ahead(axes, xin), acc)
         return
     _cpu.pick(_cpu.sep_sum_forward, xin, out5)(flat4(xin), flat4(out5), np.int64(xin.shape[4]), pmode, float(p), fmode,
                          rdiv, rat, float(area), *tables(axes), *interior_args(axes), acc)

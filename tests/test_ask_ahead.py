@@ -90,6 +90,24 @@ def test_quad_averages_asked_ahead_match_reference(monkeypatch, shape, dtype):
     np.testing.assert_allclose(got, want.astype(dtype), rtol={np.float16: 1e-3}.get(dtype, 1e-6))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 3, 11, 40), (1, 2, 9, 200)], ids=["asks", "rows past 512 bytes"])
+@pytest.mark.parametrize("kw", [dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=(3, 2), stride=2)], ids=str)
+def test_average_rows_asked_ahead_match_reference(monkeypatch, shape, dtype, kw):
+    # the vector rows of one plane (_cpu._cf_avg_vec), which ask on rows up to
+    # _cpu._AVG_ASK_ROW_BYTES
+    x = np.random.default_rng(shape[-1]).standard_normal(shape).astype(dtype)
+    _force_on(monkeypatch)
+    asked = kernel_args(monkeypatch, ("cf_sum_forward",), 28)
+    got = fp.avg_pool2d(x, **kw)
+    assert asked and all(a > 0 for a in asked)
+    if dtype == np.float32:
+        assert_float32_avg(got, x, 2, **kw)
+    else:
+        np.testing.assert_allclose(got, avg_pool(x, 2, kw["kernel_size"], kw["stride"], kw.get("padding", 0)),
+                                   rtol=1e-12)
+
+
 def test_reach():
     axes = geo.plan(window_spec(2, 3, 2, 1, 1, False, "channels_first"), (112, 112))
     small = np.zeros((1, 1, 112, 112), np.float32)
