@@ -472,15 +472,16 @@ def divisor_rows(axes, mode: str, override=None) -> tuple:
 
 
 @geo.per_plan
-def exact_divisor_rows(axes, mode: str, override=None):
+def exact_divisor_rows(axes, mode: str, override=None, windows: int = 16):
     """``divisor_rows``' rows as float32 ``(U, 2 * OW)``, each row's reciprocals
-    then its divisors, for the W passes that divide float32 sums with fused
+    then its divisors, for the passes that divide float32 sums with fused
     multiply-adds (``_simd._exact_scaled``, the same bits as the float64
     product); None where a divisor is not a whole number from 1 to
     ``_simd.EXACT_DIVISORS`` (a ``divisor_override``), for rows of fewer than
-    16 windows (the passes' vectors) and on CPUs without FMA."""
+    ``windows`` windows (the W passes' 16 lanes; the short rows take any) and on
+    CPUs without FMA."""
     rows, _ = divisor_rows(axes, mode, override)
-    if not _simd.has_fma() or rows.shape[1] < 16:
+    if not _simd.has_fma() or rows.shape[1] < windows:
         return None
     d = np.rint(1.0 / rows)
     if not (np.all((d >= 1) & (d <= _simd.EXACT_DIVISORS)) and np.array_equal(1.0 / d, rows)):

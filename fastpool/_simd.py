@@ -785,7 +785,16 @@ def _short(kind, s, K, L=16, fixed=0):
                 mv = _masked(builder, "load", ir.VectorType(me, L),
                              [mp, ir.Constant(_I32, context.get_abi_sizeof(me)), outs,
                               ir.Constant(ir.VectorType(me, L), [0.0] * L)])
-                res = _scaled(builder, res, sty, mv, mty.dtype, oty.dtype, L)
+                if mty.dtype == types.float32:
+                    # (reciprocal, divisor) rows (``_exact_scaled``)
+                    if not (sty == types.float32 and oty.dtype == types.float32):
+                        raise TypeError("fastpool: (reciprocal, divisor) rows scale float32 sums into float32")
+                    dv = _masked(builder, "load", ir.VectorType(me, L),
+                                 [builder.gep(mp, [n_o]), ir.Constant(_I32, 4), outs,
+                                  ir.Constant(ir.VectorType(me, L), [1.0] * L)])
+                    res = _exact_scaled(builder, res, mv, dv)
+                else:
+                    res = _scaled(builder, res, sty, mv, mty.dtype, oty.dtype, L)
             _masked(builder, "store", ov, [res, builder.gep(op, [o_o]), oal, outs])
             return context.get_dummy_value()
 
@@ -1190,7 +1199,8 @@ def _check_rows(x, o0, rs, R, qs, Q, W, buf, pl):
 def _check_wins(buf, b0, out, oo, mul, OW, s, K, d):
     if _CHECK:
         _span(out, oo, OW)
-        _span(mul, 0, OW)
+        # float32 multipliers: reciprocals then divisors (``_exact_scaled``)
+        _span(mul, 0, 2 * OW if mul.itemsize == 4 else OW)
         # the last block's wide load ends s - 1 cells past its last window
         _span(buf, b0, s * OW + (K - 1) * d)
 
@@ -1497,7 +1507,7 @@ def _short_pass(kind):
         if _CHECK:
             _span(out, oo, OW)
             if kind == "sum":
-                _span(mul, 0, OW)
+                _span(mul, 0, 2 * OW if mul.itemsize == 4 else OW)
             for q in range(Q):
                 for r in range(R):
                     _span(x, o0 + q * qs + r * rs, W)

@@ -424,6 +424,11 @@ def _sum_acc(out5, axes, pmode, fmode) -> np.ndarray:
     return _ACC32 if _window_cells(axes) <= SUM32_TAPS else _ACC64
 
 
+def _exact_rows(axes, dv, windows):
+    mode, override = (tuple(dv) + (None,))[:2]
+    return exact_divisor_rows(axes, mode, override, windows)
+
+
 def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes, narrow=True):
     # narrow=False: the row kernels add in float64 whatever the window (the
     # average's backward keeps its float64 sums)
@@ -442,6 +447,9 @@ def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes, narrow=True):
     if xin.shape[4] == 1 and pmode == 0 and fmode == 0:
         short = cf_short_taken(axes)
         if short is not None:
+            if acc.dtype == np.float32 and out5.dtype == np.float32:
+                exact = _exact_rows(axes, dv, 1)
+                rdiv = rdiv if exact is None else exact
             _cpu.pick(_cpu.cf_short_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
                                                             *tables(axes)[:6], *short, rdiv, rat, *cf_ahead(axes, xin),
                                                             acc)
@@ -459,7 +467,7 @@ def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes, narrow=True):
         if plain and rargs[0] == 2 and acc.dtype == np.float32 and out5.dtype == np.float32:
             # float32 sums into float32: the W passes divide with fused multiply-adds
             # where the divisors allow (same bits)
-            exact = exact_divisor_rows(axes, *dv)
+            exact = _exact_rows(axes, dv, 16)
             rdiv = rdiv if exact is None else exact
         _cpu.pick(_cpu.cf_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
                                                   *tables(axes), *rargs, pmode, float(p), fmode, rdiv, rat,

@@ -100,17 +100,24 @@ def test_rows_only_for_whole_divisors_in_range():
                                 dict(kernel_size=(2, 4), stride=(1, 2), padding=(1, 2), ceil_mode=True),
                                 dict(kernel_size=3, stride=1, divisor_override=7),
                                 dict(kernel_size=3, stride=1, divisor_override=65)], ids=str)
-def test_averages_divided_exactly(monkeypatch, kw):
+@pytest.mark.parametrize("width", [70, 13], ids=["rows", "short rows"])
+def test_averages_divided_exactly(monkeypatch, kw, width):
     rng = np.random.default_rng(3)
-    x = (rng.standard_normal((2, 3, 19, 70)) * 100).astype(np.float32)
-    x[0, 0, 4, 10:20] = np.float32(2.0 ** -140)  # sums whose q is subnormal
-    x[1, 2, 7, 33] = np.inf
-    x[1, 1, 3, 50] = np.nan
-    tables = kernel_args(monkeypatch, ("cf_sum_forward",), 25, lambda a: a.dtype)
+    x = (rng.standard_normal((2, 3, 19, width)) * 100).astype(np.float32)
+    x[0, 0, 4, 2:12] = np.float32(2.0 ** -140)  # sums whose q is subnormal
+    x[1, 2, 7, 3] = np.inf
+    x[1, 1, 3, 10] = np.nan
+    # the W pass of the row kernels (16 windows or more), or the short rows' one
+    # pass (with AVX-512), take the float32 rows unless a divisor is past the
+    # checked ones
+    rows = kernel_args(monkeypatch, ("cf_sum_forward",), 25, lambda a: a.dtype)
+    short = kernel_args(monkeypatch, ("cf_short_sum_forward",), 17, lambda a: a.dtype)
     got = fp.avg_pool2d(x, **kw)
-    # the float32 rows unless the divisor is past the checked ones
-    assert tables == [np.float64 if kw.get("divisor_override") == 65 else np.float32]
-    # the same additions in NumPy, and the float64 product, bit for bit
+    ok = kw.get("divisor_override") != 65
+    assert len(rows) + len(short) == 1
+    assert all(t == (np.float32 if ok and got.shape[-1] >= 16 else np.float64) for t in rows)
+    assert all(t == (np.float32 if ok else np.float64) for t in short)
+    # the same additions in NumPy and the float64 product, bit for bit
     k, st = kw["kernel_size"], kw["stride"]
     if isinstance(k, int) and "divisor_override" not in kw and not kw.get("ceil_mode"):
         exact = numpy_avg32(x, k, st, kw.get("padding", 0), kw.get("count_include_pad", True))
