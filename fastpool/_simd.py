@@ -85,11 +85,9 @@ def _max_nonan(builder, a, b):
     return parts[0]
 
 
-@functools.cache
-def has_avx512fp16() -> bool:
-    """Whether the CPU that Numba compiles for computes on halves (AVX512-FP16:
-    32 lanes of float16 a vector, with their own compare and max), which
-    ``half_rows32`` and ``half_wins32`` need; judged as ``has_avx``."""
+def _cpu_has(*names) -> bool:
+    """Whether the CPU that Numba compiles for has every feature ``names``
+    (LLVM's names), judged as ``has_avx``."""
     feats = config.CPU_FEATURES
     if feats is None:
         if config.CPU_NAME not in (None, "host"):
@@ -97,23 +95,29 @@ def has_avx512fp16() -> bool:
         import llvmlite.binding as ll
 
         host = ll.get_host_cpu_features()
-        return bool(host.get("avx512fp16", False) and host.get("avx512bw", False))
+        return all(host.get(n, False) for n in names)
     named = feats.split(",")
-    return "+avx512fp16" in named and "+avx512bw" in named
+    return all("+" + n in named for n in names)
+
+
+@functools.cache
+def has_avx512fp16() -> bool:
+    """Whether the CPU computes on halves (AVX512-FP16: 32 lanes of float16 a
+    vector, with their own compare and max), which ``half_rows32`` and
+    ``half_wins32`` need."""
+    return _cpu_has("avx512fp16", "avx512bw")
 
 
 @functools.cache
 def has_fma() -> bool:
-    """Whether the CPU that Numba compiles for has fused multiply-add (the
-    exact float32 averages of ``_exact_scaled``); judged as ``has_avx``."""
-    feats = config.CPU_FEATURES
-    if feats is None:
-        if config.CPU_NAME not in (None, "host"):
-            return False
-        import llvmlite.binding as ll
+    """Whether the CPU has fused multiply-add (``_exact_scaled``)."""
+    return _cpu_has("fma")
 
-        return bool(ll.get_host_cpu_features().get("fma", False))
-    return "+fma" in feats.split(",")
+
+@functools.cache
+def _has_fpclass() -> bool:
+    # vfpclassps on 8 and 16 lanes
+    return _cpu_has("avx512f", "avx512dq", "avx512vl")
 
 
 def _max_ph(builder, a, b):
@@ -558,23 +562,22 @@ def _exact_scaled(builder, res, y, d):
     """float32 sums ``res`` divided by the whole numbers ``d`` (float32, 1 to
     ``EXACT_DIVISORS``), ``y`` = float32(1 / d): the float32 nearest to each
     quotient, which is what ``_scaled``'s product in float64 rounds to.  ``q =
-    res * y`` and one correction, ``q - (q*d - res) * y``, both with one
-    rounding (fused multiply-adds): 3 instructions against ``_scaled``'s 5
-    (2 of them 2-part conversions) for 8 lanes.  Checked against ``_scaled``
-    on every float32 for each such d: one binade and the specials (where both
-    scale by powers of two: exact elsewhere) and every value under 2^-100.  A
-    subnormal q breaks the rule (ties in the subnormal range for even d): a
-    block with one takes ``_scaled``'s way.  Infinities (whose correction is
-    NaN) keep q; a NaN sum gives its NaN."""
+    res * y`` and one correction, ``q - (q*d - res) * y``, with one rounding
+    each (fused multiply-adds): on 16 lanes a product, two FMAs and one class
+    test, against ``_scaled``'s two widenings, two products and two narrowings
+    (the conversions 2 instructions each).  Checked against ``_scaled`` on
+    every float32 for each such d (``tests/exhaustive_exact_divide.py``): one
+    binade (beyond it both scale by powers of two while q is normal), every
+    value under 2^-100 and the largest ones.  A subnormal q breaks the rule
+    (ties in the subnormal range for even d), and an infinity's correction is
+    NaN: a block with either, or a NaN, takes ``_scaled``'s way."""
     L = res.type.count
     ft = res.type
     fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ft, [ft, ft, ft]), f"llvm.fma.v{L}f32")
     q = builder.fmul(res, y)
     r = builder.call(fn, [q, d, builder.fneg(res)])
     c = builder.call(fn, [builder.fneg(r), y, q])
-    # a block with a subnormal q (where the rule breaks), an infinity or a NaN
-    # (whose correction is NaN) takes ``_scaled``'s way
-    if has_avx512() and L in (8, 16):
+    if _has_fpclass() and L in (8, 16):
         # vfpclassps: one instruction for the three tests
         mt = ir.VectorType(ir.IntType(1), L)
         cls = cgutils.get_or_insert_function(builder.module, ir.FunctionType(mt, [ft, _I32]),
@@ -587,10 +590,10 @@ def _exact_scaled(builder, res, y, d):
                             builder.icmp_unsigned("<", builder.sub(mag, ir.Constant(it, [1] * L)),
                                                   ir.Constant(it, [0x007FFFFF] * L)))
     fast = builder.block
-    # the lanes' bits as one integer: extracted lane by lane LLVM tested them
-    # with a branch each
-    any_tiny = builder.icmp_unsigned("!=", builder.bitcast(other, ir.IntType(L)), ir.Constant(ir.IntType(L), 0))
-    with builder.if_then(any_tiny, likely=False):
+    # the lanes' bits as one integer: extracted lane by lane (``_any_lane``),
+    # LLVM tested them with a branch each
+    any_other = builder.icmp_unsigned("!=", builder.bitcast(other, ir.IntType(L)), ir.Constant(ir.IntType(L), 0))
+    with builder.if_then(any_other, likely=False):
         dt = ir.VectorType(ir.DoubleType(), L)
         m = builder.fdiv(ir.Constant(dt, [1.0] * L), builder.fpext(d, dt))
         slow = builder.fptrunc(builder.fmul(builder.fpext(res, dt), m), ft)

@@ -125,3 +125,23 @@ def test_averages_divided_exactly(monkeypatch, kw, width):
     # float32 sums of values up to ~500 against float64 ones: a few of their ULP
     want = fp.avg_pool2d(x.astype(np.float64), **kw)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-3)
+
+
+def test_tests_without_the_class_instruction(monkeypatch):
+    # CPUs without AVX-512 DQ/VL find the blocks that take the float64 way with
+    # integer compares of q's bits
+    monkeypatch.setattr(_simd, "_has_fpclass", lambda: False)
+    wins = _simd._wins(8, 1, "sum", 1)
+
+    @njit
+    def scale(buf, out, mul, n):
+        wins(buf, 0, out, 0, mul, n, 1, 1)
+
+    for d in (3, 6, 7, 10, 64):
+        s = _sums(np.random.default_rng(d), 1 << 13)
+        n = s.size
+        got = np.empty(n, np.float32)
+        scale(s, got, np.concatenate([np.full(n, 1.0 / d, np.float32), np.full(n, d, np.float32)]), n)
+        with np.errstate(invalid="ignore"):
+            want = (s.astype(np.float64) * (1.0 / d)).astype(np.float32)
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
