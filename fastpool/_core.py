@@ -472,7 +472,7 @@ def divisor_rows(axes, mode: str, override=None) -> tuple:
 
 
 @geo.per_plan
-def exact_divisor_rows(axes, mode: str, override=None, windows: int = 16):
+def exact_divisor_rows(axes, windows: int, mode: str, override=None):
     """``divisor_rows``' rows as float32 ``(U, 2 * OW)``, each row's reciprocals
     then its divisors, for the passes that divide float32 sums with fused
     multiply-adds (``_simd._exact_scaled``, the same bits as the float64

@@ -424,9 +424,14 @@ def _sum_acc(out5, axes, pmode, fmode) -> np.ndarray:
     return _ACC32 if _window_cells(axes) <= SUM32_TAPS else _ACC64
 
 
-def _exact_rows(axes, dv, windows):
-    mode, override = (tuple(dv) + (None,))[:2]
-    return exact_divisor_rows(axes, mode, override, windows)
+def _divide_rows(rdiv, axes, dv, acc, out5, windows):
+    """The rows a kernel divides float32 sums by: ``exact_divisor_rows``' where
+    the sums and the output are float32 and the divisors allow (the same bits,
+    fewer instructions), else the float64 multipliers ``rdiv``."""
+    if acc.dtype != np.float32 or out5.dtype != np.float32:
+        return rdiv
+    exact = exact_divisor_rows(axes, windows, *dv)
+    return rdiv if exact is None else exact
 
 
 def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes, narrow=True):
@@ -447,9 +452,7 @@ def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes, narrow=True):
     if xin.shape[4] == 1 and pmode == 0 and fmode == 0:
         short = cf_short_taken(axes)
         if short is not None:
-            if acc.dtype == np.float32 and out5.dtype == np.float32:
-                exact = _exact_rows(axes, dv, 1)
-                rdiv = rdiv if exact is None else exact
+            rdiv = _divide_rows(rdiv, axes, dv, acc, out5, 1)
             _cpu.pick(_cpu.cf_short_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
                                                             *tables(axes)[:6], *short, rdiv, rat, *cf_ahead(axes, xin),
                                                             acc)
@@ -464,11 +467,8 @@ def _sum_forward(xin, out5, pmode, p, fmode, dv, area, axes, narrow=True):
     if xin.shape[4] == 1:
         plain = pmode == 0 and fmode == 0
         rargs = cf_row_args(axes, plain, plain)
-        if plain and rargs[0] == 2 and acc.dtype == np.float32 and out5.dtype == np.float32:
-            # float32 sums into float32: the W passes divide with fused multiply-adds
-            # where the divisors allow (same bits)
-            exact = _exact_rows(axes, dv, 16)
-            rdiv = rdiv if exact is None else exact
+        if plain and rargs[0] == 2:
+            rdiv = _divide_rows(rdiv, axes, dv, acc, out5, 16)
         _cpu.pick(_cpu.cf_sum_forward, xin, out5)(xin.reshape(-1), out5.reshape(-1), *_cf_dims(xin, out5),
                                                   *tables(axes), *rargs, pmode, float(p), fmode, rdiv, rat,
                                                   float(area), *cf_ahead(axes, xin), acc)

@@ -81,18 +81,18 @@ def test_mixed_divisors_in_a_row():
 def test_rows_only_for_whole_divisors_in_range():
     spec = window_spec(2, 3, 1, 1, 1, False, "channels_first")
     axes = geo.plan(spec, (20, 40))
-    pairs = _core.exact_divisor_rows(axes, "pad")
+    pairs = _core.exact_divisor_rows(axes, 16, "pad")
     rows, _ = _core.divisor_rows(axes, "pad")
     assert pairs.dtype == np.float32 and pairs.shape == (rows.shape[0], 2 * rows.shape[1])
     np.testing.assert_array_equal(pairs[:, 40:], np.float32(9))
     np.testing.assert_array_equal(pairs[:, :40], np.float32(1 / 9))
     # count_include_pad=False: 4, 6 and 9 at the edges
-    valid = _core.exact_divisor_rows(axes, "valid")
+    valid = _core.exact_divisor_rows(axes, 16, "valid")
     assert set(np.unique(valid[:, 40:])) == {4.0, 6.0, 9.0}
     # a divisor past the checked ones, or not a whole number: the float64 rows
-    assert _core.exact_divisor_rows(axes, "pad", _simd.EXACT_DIVISORS + 1) is None
+    assert _core.exact_divisor_rows(axes, 16, "pad", _simd.EXACT_DIVISORS + 1) is None
     # rows of fewer than 16 windows
-    assert _core.exact_divisor_rows(geo.plan(spec, (20, 15)), "pad") is None
+    assert _core.exact_divisor_rows(geo.plan(spec, (20, 15)), 16, "pad") is None
 
 
 @pytest.mark.parametrize("kw", [dict(kernel_size=3, stride=1, padding=1),
